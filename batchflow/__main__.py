@@ -1,0 +1,5 @@
+"""`python -m batchflow` runs the command line."""
+
+from batchflow.cli import main
+
+raise SystemExit(main())
