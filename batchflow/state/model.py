@@ -1,0 +1,415 @@
+"""RunState: what one run has done so far, and its versioned JSON format.
+
+A run's state is what lets ``apply`` resume after any interruption and lets
+``destroy`` delete only what the run created. It is a file format, not an
+in-memory detail: old files must stay readable after an upgrade of
+batchflow, and a file written by a newer batchflow must be refused rather
+than misread. Hence the ``version`` field and one ``upgrade_vN`` function
+per format version (see :func:`state_from_dict`).
+
+The top-level fields follow Terraform's state file:
+
+``version``
+    The format version; :data:`FORMAT_VERSION` for files this code writes.
+``serial``
+    Goes up by one each time the *content* of the snapshot changes, so two
+    snapshots with the same lineage and serial are the same state.
+``lineage``
+    A UUID set when the run's state is created and never changed; a snapshot
+    of another lineage is another run's state, whatever its file name.
+
+Example::
+
+    state = new_state(run="topwords-3f2a", workflow="topwords",
+                      workflow_file="workflows/topwords.yaml",
+                      fingerprint="sha256:...", steps=["containers", "uploads"])
+    set_step_status(state, "containers", "running")
+    text = state_to_json(state)
+    assert state_from_json(text) == state
+
+This module does no I/O; :mod:`batchflow.state.store` reads and writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from batchflow import __version__
+from batchflow.errors import BatchflowError
+
+#: The format version this code writes; files with a higher one are refused.
+FORMAT_VERSION = 1
+
+#: The life of a step within a run.
+STEP_STATUSES = ("pending", "running", "done", "failed")
+
+#: Azure Batch task states (``TaskState`` in the REST API).
+TASK_STATES = ("active", "preparing", "running", "completed")
+
+#: Azure Batch task execution results; ``None`` until the task completes.
+TASK_RESULTS = (None, "success", "failure")
+
+
+class StateFormatError(BatchflowError):
+    """A state document cannot be read: not JSON, wrong shape, or unknown version."""
+
+
+class StateVersionError(StateFormatError):
+    """The state was written by a newer batchflow; only an upgrade of batchflow can read it.
+
+    Kept apart from other format errors because falling back to the backup
+    would be wrong here: the file is fine, this batchflow is too old.
+    """
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with a ``Z``, the form every timestamp here uses."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class StepRecord:
+    """Where one of the run's steps stands; ``summary`` holds its plain-JSON counts."""
+
+    status: str = "pending"
+    started: str | None = None
+    finished: str | None = None
+    #: What the step reports, e.g. ``{"new": 3, "changed": 0, "unchanged": 2}``.
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskRecord:
+    """The last known state of one Batch task, as the service reported it.
+
+    ``task_id`` is the key of :attr:`RunState.tasks` and is not repeated in
+    the state file's task entries; it is carried here so that a record can
+    travel alone, as a line of the task journal does.
+    """
+
+    task_id: str
+    state: str = "active"
+    exit_code: int | None = None
+    result: str | None = None
+    retry_count: int = 0
+    node_id: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    #: The service's failure information (category, code, message, details).
+    failure: dict[str, Any] | None = None
+
+
+@dataclass
+class RunState:
+    """Everything batchflow knows about one run: its steps, what it created, its tasks.
+
+    ``resources`` is plain JSON and records what ``destroy`` may delete, by
+    convention::
+
+        {"containers": {"input": "created", "output": "existing"},
+         "pool": {"id": "PythonTutorialPool", "created": true},
+         "job": {"id": "topwords-3f2a", "created": true}}
+
+    ``journal_seq`` belongs to the store: the number of the last task-journal
+    record folded into this snapshot, so that records already folded are not
+    replayed over it.
+    """
+
+    run: str
+    workflow: str
+    workflow_file: str
+    fingerprint: str
+    lineage: str = field(default_factory=lambda: str(uuid.uuid4()))
+    serial: int = 0
+    version: int = FORMAT_VERSION
+    batchflow_version: str = __version__
+    created: str = field(default_factory=now_iso)
+    updated: str = field(default_factory=now_iso)
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    journal_seq: int = 0
+
+
+def new_state(
+    *, run: str, workflow: str, workflow_file: str, fingerprint: str, steps: Iterable[str] = ()
+) -> RunState:
+    """Start the state of a new run, with a fresh lineage and every step pending."""
+    state = RunState(run=run, workflow=workflow, workflow_file=workflow_file, fingerprint=fingerprint)
+    for name in steps:
+        state.steps[name] = StepRecord()
+    return state
+
+
+def set_step_status(
+    state: RunState, name: str, status: str, *, summary: Mapping[str, Any] | None = None
+) -> StepRecord:
+    """Move step *name* to *status*, stamping ``started`` or ``finished``.
+
+    ``running`` sets ``started`` (and clears an old ``finished`` from an
+    earlier attempt); ``done`` and ``failed`` set ``finished``. A *summary*
+    replaces the step's previous one.
+    """
+    if status not in STEP_STATUSES:
+        raise ValueError(f"step status must be one of {', '.join(STEP_STATUSES)}, not {status!r}")
+    record = state.steps.setdefault(name, StepRecord())
+    record.status = status
+    if status == "running":
+        record.started = now_iso()
+        record.finished = None
+    elif status in ("done", "failed"):
+        record.finished = now_iso()
+    elif status == "pending":
+        record.started = record.finished = None
+    if summary is not None:
+        check_plain_json(dict(summary), f"summary of step {name!r}")
+        record.summary = dict(summary)
+    return record
+
+
+def check_plain_json(value: Any, what: str) -> None:
+    """Raise ``ValueError`` unless *value* is JSON made of dicts, lists, str, int, float, bool, None.
+
+    The state must read back exactly as written; a tuple, a datetime or a NaN
+    would not (or would not be valid JSON), so they are refused at the door.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{what}: {value!r} is not a finite number")
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            check_plain_json(item, f"{what}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{what}: key {key!r} is not a string")
+            check_plain_json(item, f"{what}.{key}")
+        return
+    raise ValueError(f"{what}: {type(value).__name__} is not plain JSON")
+
+
+def check_task_record(record: TaskRecord) -> None:
+    """Raise ``ValueError`` if *record* could not be written and read back as it is."""
+    if not isinstance(record.task_id, str) or not record.task_id:
+        raise ValueError(f"a task record needs a non-empty string id, not {record.task_id!r}")
+    where = f"task {record.task_id!r}"
+    if record.state not in TASK_STATES:
+        raise ValueError(f"{where}: state must be one of {', '.join(TASK_STATES)}, not {record.state!r}")
+    if record.result not in TASK_RESULTS:
+        raise ValueError(f"{where}: result must be success, failure or None, not {record.result!r}")
+    for name in ("exit_code", "retry_count"):
+        value = getattr(record, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{where}: {name} must be an integer, not {value!r}")
+    for name in ("node_id", "start_time", "end_time"):
+        value = getattr(record, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{where}: {name} must be a string, not {value!r}")
+    if record.failure is not None:
+        if not isinstance(record.failure, dict):
+            raise ValueError(f"{where}: failure must be a dict or None")
+        check_plain_json(record.failure, f"{where}: failure")
+
+
+def task_to_dict(record: TaskRecord) -> dict[str, Any]:
+    """A task record as JSON fields, without its id (the caller places it)."""
+    return {
+        "state": record.state,
+        "exit_code": record.exit_code,
+        "result": record.result,
+        "retry_count": record.retry_count,
+        "node_id": record.node_id,
+        "start_time": record.start_time,
+        "end_time": record.end_time,
+        "failure": record.failure,
+    }
+
+
+def task_from_dict(task_id: str, data: Any) -> TaskRecord:
+    """Build and check a task record from its JSON fields; ``StateFormatError`` if malformed."""
+    if not isinstance(data, dict):
+        raise StateFormatError(f"task {task_id!r}: expected an object, found {type(data).__name__}")
+    unknown = set(data) - set(_TASK_FIELDS)
+    if unknown:
+        raise StateFormatError(f"task {task_id!r}: unknown field(s) {', '.join(sorted(unknown))}")
+    record = TaskRecord(task_id=task_id, **{name: data[name] for name in _TASK_FIELDS if name in data})
+    try:
+        check_task_record(record)
+    except ValueError as error:
+        raise StateFormatError(str(error)) from None
+    return record
+
+
+_TASK_FIELDS = ("state", "exit_code", "result", "retry_count", "node_id", "start_time", "end_time", "failure")
+
+
+def state_to_dict(state: RunState) -> dict[str, Any]:
+    """The JSON document of *state*, checked to be plain JSON; keys in file order."""
+    for name, step in state.steps.items():
+        if step.status not in STEP_STATUSES:
+            raise ValueError(f"step {name!r}: status must be one of {', '.join(STEP_STATUSES)}")
+        check_plain_json(step.summary, f"summary of step {name!r}")
+    check_plain_json(state.resources, "resources")
+    for task_id, record in state.tasks.items():
+        if record.task_id != task_id:
+            raise ValueError(f"tasks[{task_id!r}] holds the record of task {record.task_id!r}")
+        check_task_record(record)
+    return {
+        "version": state.version,
+        "serial": state.serial,
+        "lineage": state.lineage,
+        "batchflow_version": state.batchflow_version,
+        "run": state.run,
+        "workflow": state.workflow,
+        "workflow_file": state.workflow_file,
+        "fingerprint": state.fingerprint,
+        "created": state.created,
+        "updated": state.updated,
+        "journal_seq": state.journal_seq,
+        "steps": {
+            name: {"status": s.status, "started": s.started, "finished": s.finished, "summary": s.summary}
+            for name, s in state.steps.items()
+        },
+        "resources": state.resources,
+        "tasks": {task_id: task_to_dict(record) for task_id, record in state.tasks.items()},
+    }
+
+
+def state_to_json(state: RunState) -> str:
+    """Serialise *state* for the state file: indented, one line per task.
+
+    One line per task keeps a file of 100,000 tasks about half the size of
+    fully indented JSON, while it stays readable and greppable by task id.
+    """
+    document = state_to_dict(state)
+    tasks = document.pop("tasks")
+    head = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
+    if not tasks:
+        return head[: -len("\n}")] + ',\n  "tasks": {}\n}\n'
+    lines = ",\n".join(
+        f"    {json.dumps(task_id, ensure_ascii=False)}: "
+        f"{json.dumps(fields, ensure_ascii=False, allow_nan=False, separators=(',', ':'))}"
+        for task_id, fields in tasks.items()
+    )
+    return head[: -len("\n}")] + ',\n  "tasks": {\n' + lines + "\n  }\n}\n"
+
+
+def state_from_json(text: str) -> RunState:
+    """Parse a state file's text; ``StateFormatError`` if it is not a readable state."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StateFormatError(f"not valid JSON ({error})") from None
+    return state_from_dict(document)
+
+
+def upgrade_v1(document: dict[str, Any]) -> dict[str, Any]:
+    """Bring a version 1 document to the current format.
+
+    Version 1 *is* the current format, so there is nothing to change. When
+    version 2 comes, this function turns a v1 document into v2 and hands it
+    to ``upgrade_v2``; each ``upgrade_vN`` thus brings version N all the way
+    to :data:`FORMAT_VERSION`, one step at a time.
+    """
+    return document
+
+
+#: The upgrade function for each format version this code can read.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: upgrade_v1}
+
+
+def state_from_dict(document: Any) -> RunState:
+    """Build a RunState from a decoded document of any known format version.
+
+    The version is read first and the document upgraded to the current
+    format before any other field is looked at. A version newer than this
+    code knows is refused: guessing would silently drop what the newer
+    batchflow recorded, such as a resource ``destroy`` must delete.
+    """
+    if not isinstance(document, dict):
+        raise StateFormatError(f"expected a JSON object, found {type(document).__name__}")
+    version = document.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise StateFormatError(f"the format version is missing or not an integer ({version!r})")
+    if version > FORMAT_VERSION:
+        raise StateVersionError(
+            f"the state file has format version {version}, but batchflow {__version__} reads "
+            f"versions up to {FORMAT_VERSION}; it was written by a newer batchflow, so upgrade "
+            "batchflow to use this run"
+        )
+    upgrade = UPGRADES.get(version)
+    if upgrade is None:
+        raise StateFormatError(f"format version {version} is not one batchflow has ever written")
+    document = upgrade(dict(document))
+    return _decode_current(document)
+
+
+def _decode_current(document: dict[str, Any]) -> RunState:
+    """Check every field of a current-format document and build the RunState."""
+
+    def need(name: str, kind: type | tuple[type, ...]) -> Any:
+        if name not in document:
+            raise StateFormatError(f"the field {name!r} is missing")
+        value = document[name]
+        if isinstance(value, bool) and kind is int or not isinstance(value, kind):
+            raise StateFormatError(f"the field {name!r} has the wrong type ({type(value).__name__})")
+        return value
+
+    known = {
+        "version", "serial", "lineage", "batchflow_version", "run", "workflow", "workflow_file",
+        "fingerprint", "created", "updated", "journal_seq", "steps", "resources", "tasks",
+    }  # fmt: skip
+    unknown = set(document) - known
+    if unknown:
+        raise StateFormatError(f"unknown field(s) {', '.join(sorted(unknown))}")
+
+    steps: dict[str, StepRecord] = {}
+    for name, data in need("steps", dict).items():
+        if not isinstance(data, dict) or data.get("status") not in STEP_STATUSES:
+            raise StateFormatError(f"step {name!r} is malformed or has an unknown status")
+        summary = data.get("summary", {})
+        if not isinstance(summary, dict):
+            raise StateFormatError(f"the summary of step {name!r} is not an object")
+        steps[name] = StepRecord(
+            status=data["status"], started=data.get("started"), finished=data.get("finished"), summary=summary
+        )
+
+    tasks = {task_id: task_from_dict(task_id, data) for task_id, data in need("tasks", dict).items()}
+    return RunState(
+        version=FORMAT_VERSION,
+        serial=need("serial", int),
+        lineage=need("lineage", str),
+        batchflow_version=need("batchflow_version", str),
+        run=need("run", str),
+        workflow=need("workflow", str),
+        workflow_file=need("workflow_file", str),
+        fingerprint=need("fingerprint", str),
+        created=need("created", str),
+        updated=need("updated", str),
+        journal_seq=need("journal_seq", int),
+        steps=steps,
+        resources=need("resources", dict),
+        tasks=tasks,
+    )
+
+
+def content_key(state: RunState) -> str:
+    """The state's content as one string, leaving out what a write itself changes.
+
+    Two snapshots with equal keys hold the same state, so the serial stays;
+    ``serial``, ``updated`` and ``journal_seq`` are bookkeeping of writes.
+    """
+    document = state_to_dict(state)
+    for name in ("serial", "updated", "journal_seq"):
+        del document[name]
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
