@@ -1,0 +1,393 @@
+"""``load_workflow``: the one entry point from a workflow file to a typed :class:`Workflow`.
+
+The pipeline, in order:
+
+1. parse the YAML, keeping positions (``yamlfile``);
+2. merge the variables from their four sources (``variables``);
+3. render every template outside ``tasks.template`` (``templating``);
+4. validate against the JSON Schema (``schema``);
+5. expand the upload globs, then render the task template once per element
+   of ``tasks.for_each`` and validate each rendered task;
+6. run the checks a schema cannot express (``checks``);
+7. build the frozen dataclasses (``spec``).
+
+Every stage adds to one list of diagnostics instead of stopping, so a user
+sees every problem at once. Errors raise :class:`~batchflow.errors.WorkflowError`;
+warnings come back in :attr:`LoadResult.warnings`. Nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from batchflow.diagnostics import Diagnostic, sort_key
+from batchflow.durations import parse_duration
+from batchflow.errors import WorkflowError
+from batchflow.model import checks, schema, spec
+from batchflow.model.templating import Renderer
+from batchflow.model.variables import Origin, collect
+from batchflow.model.yamlfile import ParsedFile, Positions, parse_text
+
+Path_ = tuple
+TEMPLATE: Path_ = ("tasks", "template")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """A loaded workflow and the warnings found on the way."""
+
+    workflow: spec.Workflow
+    warnings: list[Diagnostic]
+
+
+class _Diagnostics(list):  # type: ignore[type-arg]
+    """Diagnostics of one load, with helpers that look positions up by path."""
+
+    def __init__(self, positions: Positions) -> None:
+        super().__init__()
+        self.positions = positions
+
+    def error(self, path: Path_, message: str, *, key: bool = False) -> None:
+        self._add("error", path, message, key)
+
+    def warning(self, path: Path_, message: str, *, key: bool = False) -> None:
+        self._add("warning", path, message, key)
+
+    def _add(self, severity: str, path: Path_, message: str, key: bool) -> None:
+        line, column = self.positions.of_key(path) if key else self.positions.of_value(path)
+        self.append(Diagnostic(severity, message, self.positions.file, line, column, tuple(path)))  # type: ignore[arg-type]
+
+
+def load_workflow(
+    path: str | os.PathLike[str],
+    *,
+    assignments: Sequence[str] = (),
+    vars_files: Sequence[str | os.PathLike[str]] = (),
+    environ: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> LoadResult:
+    """Load, render, validate and check the workflow at ``path``.
+
+    :param assignments: ``--set`` values, ``name=value`` each.
+    :param vars_files: ``--vars-file`` paths, in order.
+    :param environ: where ``BATCHFLOW_VAR_*`` come from; default ``os.environ``.
+    :param cwd: the folder relative download destinations resolve against; default the current one.
+    :raises WorkflowError: with every error found, in file order.
+    """
+    display = str(path)
+    parsed = _read(Path(path), display)
+    diagnostics = _Diagnostics(parsed.positions)
+    diagnostics.extend(parsed.diagnostics)
+    data = parsed.data
+    if data is not None and not isinstance(data, dict):
+        diagnostics.error((), "a workflow must be a mapping with name, pool, job and tasks")
+    if not isinstance(data, dict):
+        raise WorkflowError(sorted(diagnostics, key=sort_key))
+
+    default_origins = {
+        name: Origin(display, *parsed.positions.of_key(("vars", name)), how="vars")
+        for name in (data.get("vars") or {} if isinstance(data.get("vars"), dict) else {})
+    }
+    variables = collect(
+        data.get("vars"),
+        default_origins,
+        [Path(p) for p in vars_files],
+        os.environ if environ is None else environ,
+        assignments,
+    )
+    diagnostics.extend(variables.diagnostics)
+
+    renderer = Renderer(dict(variables.values))
+    rendered, templated = renderer.render_tree(
+        data, (), diagnostics.error, skip=[("vars",), TEMPLATE]
+    )
+    rendered["vars"] = variables.values
+    _validate(rendered, templated, parsed.positions, diagnostics, definition=None, at=())
+    broken = {d.path[:1] for d in diagnostics if d.severity == "error"}
+
+    base_dir = Path(path).resolve().parent
+    uploads = _expand_uploads(rendered, base_dir, diagnostics) if ("uploads",) not in broken else []
+    tasks_data = _render_tasks(rendered, uploads, renderer, parsed.positions, diagnostics)
+
+    checks.run(rendered, uploads, tasks_data, diagnostics)
+    checks.unused_variables(variables.origins, renderer.used, diagnostics)
+
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if errors:
+        raise WorkflowError(sorted(diagnostics, key=sort_key))
+    workflow = _build(rendered, uploads, tasks_data, Path(path), Path(cwd or os.getcwd()))
+    warnings = sorted((d for d in diagnostics if d.severity == "warning"), key=sort_key)
+    return LoadResult(workflow, warnings)
+
+
+def _read(path: Path, display: str) -> ParsedFile:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return ParsedFile(None, Positions(display), [Diagnostic("error", "no such file", display)])
+    except OSError as exc:
+        return ParsedFile(None, Positions(display), [Diagnostic("error", f"cannot read: {exc.strerror}", display)])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return ParsedFile(
+            None, Positions(display), [Diagnostic("error", "the file is not UTF-8 text; save it as UTF-8", display, line, 1)]
+        )
+    return parse_text(text, display)
+
+
+def _validate(
+    data: Any,
+    templated: set[Path_],
+    positions: Positions,
+    diagnostics: _Diagnostics,
+    *,
+    definition: str | None,
+    at: Path_,
+) -> list[Diagnostic]:
+    """Validate, letting a templated number or boolean stand where the schema wants a string.
+
+    ``id: "{{ n }}"`` renders to the integer n; the user meant the text, so
+    such values are turned into strings and validated again.
+    """
+    for _ in range(2):
+        found = schema.validate(data, positions, definition=definition, at=at)
+        coerced = False
+        for diagnostic in found:
+            inner = diagnostic.path[len(at):]
+            if diagnostic.path in templated and "expected a string" in diagnostic.message:
+                parent = _lookup(data, inner[:-1])
+                value = parent[inner[-1]] if parent is not None else None
+                if isinstance(value, (int, float, bool)):
+                    parent[inner[-1]] = str(value).lower() if isinstance(value, bool) else str(value)
+                    coerced = True
+        if not coerced:
+            break
+    if definition is None:
+        found = [d for d in found if d.path[: len(TEMPLATE)] != TEMPLATE]
+    diagnostics.extend(found)
+    return found
+
+
+def _lookup(data: Any, path: Path_) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _expand_uploads(data: dict[str, Any], base_dir: Path, diagnostics: _Diagnostics) -> list[spec.UploadFile]:
+    """Turn each upload's paths and globs into files, in a stable order, with their blob names."""
+    files: list[spec.UploadFile] = []
+    for index, upload in enumerate(data.get("uploads") or []):
+        patterns = upload["files"] if isinstance(upload["files"], list) else [upload["files"]]
+        prefix = upload.get("prefix", "")
+        for number, pattern in enumerate(patterns):
+            where: Path_ = ("uploads", index, "files") + ((number,) if isinstance(upload["files"], list) else ())
+            full = Path(pattern).expanduser()
+            full = full if full.is_absolute() else base_dir / full
+            if glob.has_magic(str(full)):
+                matches = sorted(Path(m) for m in glob.glob(str(full), recursive=True))
+                found = [m for m in matches if m.is_file()]
+                if not found:
+                    diagnostics.error(where, f"{pattern!r} matches no file (looked in {full.parent}); check the glob or --set it")
+                    continue
+            elif full.is_dir():
+                diagnostics.error(where, f"{pattern!r} is a folder; use a glob such as '{pattern.rstrip('/')}/*'")
+                continue
+            elif not full.is_file():
+                diagnostics.error(where, f"no such file: {full}")
+                continue
+            else:
+                found = [full]
+            for file in found:
+                files.append(spec.UploadFile(file, upload["container"], prefix + file.name, file.stat().st_size))
+    return files
+
+
+def _factory(for_each: dict[str, Any], uploads: list[spec.UploadFile]) -> list[dict[str, Any]]:
+    """The per-task template variables, one mapping per task."""
+    if "files_in" in for_each:
+        chosen = sorted((u for u in uploads if u.container == for_each["files_in"]), key=lambda u: u.blob_name)
+        elements = [{"file": u.template_view()} for u in chosen]
+    elif "values" in for_each:
+        elements = [{"value": v} for v in for_each["values"]]
+    elif "range" in for_each:
+        r = for_each["range"]
+        elements = [{"value": v} for v in range(r["from"], r["to"] + 1, r.get("step", 1))]
+    else:
+        elements = [{"item": item} for item in for_each["items"]]
+    for index, element in enumerate(elements):
+        element.update(index=index, count=len(elements))
+    return elements
+
+
+def _render_tasks(
+    data: dict[str, Any],
+    uploads: list[spec.UploadFile],
+    renderer: Renderer,
+    positions: Positions,
+    diagnostics: _Diagnostics,
+) -> list[dict[str, Any]]:
+    """Render the task template once per element of ``for_each``; report each problem once."""
+    tasks = data.get("tasks")
+    if not isinstance(tasks, dict) or not isinstance(tasks.get("template"), dict):
+        return []
+    for_each = tasks.get("for_each")
+    if not isinstance(for_each, dict) or any(d.path[:2] == ("tasks", "for_each") for d in diagnostics):
+        return []
+    template = tasks["template"]
+    seen: set[tuple[Path_, str]] = set()
+
+    def once(path: Path_, message: str) -> None:
+        if (path, message) not in seen:
+            seen.add((path, message))
+            diagnostics.error(path, message)
+
+    rendered_tasks = []
+    for element in _factory(for_each, uploads):
+        task, templated = renderer.with_variables(element).render_tree(template, TEMPLATE, once)
+        for diagnostic in _validate(task, templated, positions, _Diagnostics(positions), definition="task", at=TEMPLATE):
+            once(diagnostic.path, diagnostic.message)
+        rendered_tasks.append(task)
+    return rendered_tasks
+
+
+def _duration(value: Any, default: timedelta | None = None) -> timedelta | None:
+    return parse_duration(value) if isinstance(value, str) else default
+
+
+def _resource_file(raw: dict[str, Any]) -> spec.ResourceFile:
+    return spec.ResourceFile(
+        container=raw.get("container"),
+        blob=raw.get("blob"),
+        prefix=raw.get("prefix"),
+        url=raw.get("url"),
+        path=raw.get("path"),
+        mode=raw.get("mode"),
+    )
+
+
+def _environment(raw: Any) -> dict[str, str]:
+    def text(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    return {str(k): text(v) for k, v in (raw or {}).items()}
+
+
+def _task(raw: dict[str, Any]) -> spec.Task:
+    depends = raw.get("depends_on") or []
+    ids = depends if isinstance(depends, list) else depends.get("ids", [])
+    ranges = [] if isinstance(depends, list) else depends.get("ranges", [])
+    constraints = raw.get("constraints") or {}
+    return spec.Task(
+        id=raw["id"],
+        command=raw["command"],
+        display_name=raw.get("display_name"),
+        resource_files=tuple(_resource_file(r) for r in raw.get("resource_files") or []),
+        output_files=tuple(
+            spec.OutputFile(o["pattern"], o["container"], o.get("path"), o.get("upload_on", "success"))
+            for o in raw.get("output_files") or []
+        ),
+        container_urls=tuple(
+            spec.ContainerUrl(name, value["container"], value.get("access", "write"))
+            for name, value in (raw.get("container_urls") or {}).items()
+        ),
+        environment=_environment(raw.get("environment")),
+        max_wall_clock=_duration(constraints.get("max_wall_clock")),
+        retention=_duration(constraints.get("retention")),
+        retries=raw.get("retries"),
+        required_slots=raw.get("required_slots", 1),
+        depends_on_ids=tuple(ids),
+        depends_on_ranges=tuple((r["from"], r["to"]) for r in ranges),
+    )
+
+
+def _build(
+    data: dict[str, Any],
+    uploads: list[spec.UploadFile],
+    tasks_data: list[dict[str, Any]],
+    path: Path,
+    cwd: Path,
+) -> spec.Workflow:
+    pool_raw = data["pool"]
+    image = pool_raw["image"]
+    start_raw = pool_raw.get("start_task")
+    start_task = None
+    if start_raw:
+        start_task = spec.StartTask(
+            commands=tuple(start_raw["commands"]),
+            resource_files=tuple(_resource_file(r) for r in start_raw.get("resource_files") or []),
+            elevation=start_raw.get("user", "nonadmin"),
+            wait_for_success=start_raw.get("wait_for_success", True),
+            retries=start_raw.get("retries", 0),
+            environment=_environment(start_raw.get("environment")),
+        )
+    nodes = pool_raw.get("nodes") or {}
+    pool = spec.Pool(
+        id=pool_raw["id"],
+        vm_size=pool_raw["vm_size"],
+        image=spec.Image(image["publisher"], image["offer"], image["sku"], image["node_agent_sku"], image.get("version", "latest")),
+        dedicated_nodes=nodes.get("dedicated", 0),
+        low_priority_nodes=nodes.get("low_priority", 0),
+        task_slots_per_node=pool_raw.get("task_slots_per_node", 1),
+        resize_timeout=_duration(pool_raw.get("resize_timeout"), timedelta(minutes=15)) or timedelta(minutes=15),
+        reuse=pool_raw.get("reuse", False),
+        start_task=start_task,
+    )
+    tasks = tuple(_task(t) for t in tasks_data)
+    job_raw = data["job"]
+    constraints = job_raw.get("constraints") or {}
+    job = spec.Job(
+        id=job_raw["id"],
+        priority=job_raw.get("priority", 0),
+        max_wall_clock=_duration(constraints.get("max_wall_clock")),
+        max_task_retries=constraints.get("max_task_retries", 0),
+        on_all_tasks_complete=job_raw.get("on_all_tasks_complete", "noaction"),
+        on_task_failure=job_raw.get("on_task_failure", "noaction"),
+        environment=_environment(job_raw.get("environment")),
+        uses_task_dependencies=any(t.depends_on_ids or t.depends_on_ranges for t in tasks),
+    )
+    monitor_raw = data.get("monitor") or {}
+    monitor = spec.Monitor(
+        timeout=_duration(monitor_raw.get("timeout"), timedelta(minutes=20)) or timedelta(minutes=20),
+        poll_interval=_duration(monitor_raw.get("poll_interval"), timedelta(seconds=5)) or timedelta(seconds=5),
+    )
+    download_raw = data.get("download")
+    download = None
+    if download_raw:
+        destination = Path(download_raw["destination"]).expanduser()
+        download = spec.Download(
+            container=download_raw["container"],
+            destination=destination if destination.is_absolute() else cwd / destination,
+            prefix=download_raw.get("prefix", ""),
+        )
+    containers = tuple(spec.Container(c["name"], c.get("purpose", "")) for c in data.get("containers") or [])
+    cleanup_raw = data.get("cleanup") or {}
+    return spec.Workflow(
+        name=data["name"],
+        description=str(data.get("description", "")).strip(),
+        path=path,
+        variables=dict(data["vars"]),
+        containers=containers,
+        uploads=tuple(uploads),
+        pool=pool,
+        job=job,
+        tasks=tasks,
+        monitor=monitor,
+        download=download,
+        cleanup=spec.Cleanup(
+            containers=checks.container_policies(cleanup_raw.get("containers"), [c.name for c in containers]),
+            job=cleanup_raw.get("job", "ask"),
+            pool=cleanup_raw.get("pool", "ask"),
+        ),
+    )

@@ -1,0 +1,255 @@
+"""The typed workflow: frozen dataclasses built from a validated, rendered workflow file.
+
+These are what the plan, the steps and the cloud adapters consume. Every
+template is already rendered, every glob expanded to files with sizes, every
+duration parsed, every default applied: nothing downstream reads YAML or
+guesses a default. Container references stay symbolic (a container name plus
+an access level); SAS URLs are made at apply time and never live here.
+
+:meth:`Workflow.to_dict` gives the canonical, secret-free form used for
+``--output json`` and for the run's fingerprint.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from batchflow.durations import format_duration
+
+Policy = Literal["delete", "keep", "ask"]
+Access = Literal["read", "write"]
+UploadCondition = Literal["success", "failure", "completion"]
+
+#: Prepended to every task and start-task script: stop at the first failing command.
+SHELL_PRELUDE = "set -e -o pipefail"
+
+
+def shell_command_line(script: str) -> str:
+    """The Batch command line that runs ``script`` with bash.
+
+    Batch does not run command lines under a shell, so batchflow wraps the
+    script in ``/bin/bash -c '<script>'`` with one level of quoting; values the
+    template put through ``quote`` therefore reach the script as one word.
+    """
+    return "/bin/bash -c " + shlex.quote(f"{SHELL_PRELUDE}; {script.strip()}")
+
+
+@dataclass(frozen=True)
+class Container:
+    """A blob container the run uses."""
+
+    name: str
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    """One local file and the blob it becomes (step 2)."""
+
+    local_path: Path
+    container: str
+    blob_name: str
+    size: int
+
+    @property
+    def name(self) -> str:
+        """The file's name, ``taskdata1.txt``."""
+        return self.local_path.name
+
+    @property
+    def stem(self) -> str:
+        """The file's name without its last suffix, ``taskdata1``."""
+        return self.local_path.stem
+
+    @property
+    def suffix(self) -> str:
+        """The file's last suffix, ``.txt``."""
+        return self.local_path.suffix
+
+    def template_view(self) -> dict[str, Any]:
+        """What a task template sees as ``{{ file }}``."""
+        return {
+            "name": self.name,
+            "stem": self.stem,
+            "suffix": self.suffix,
+            "blob": self.blob_name,
+            "container": self.container,
+            "size": self.size,
+            "path": str(self.local_path),
+        }
+
+
+@dataclass(frozen=True)
+class ResourceFile:
+    """A file a node downloads before a command runs: one blob, a blob prefix, or a URL."""
+
+    container: str | None = None
+    blob: str | None = None
+    prefix: str | None = None
+    url: str | None = None
+    path: str | None = None
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """Files a node uploads to a container after a task ends."""
+
+    pattern: str
+    container: str
+    path: str | None = None
+    upload_on: UploadCondition = "success"
+
+
+@dataclass(frozen=True)
+class ContainerUrl:
+    """An environment variable set at apply time to a SAS URL of ``container``."""
+
+    variable: str
+    container: str
+    access: Access = "write"
+
+
+@dataclass(frozen=True)
+class Image:
+    """A Marketplace image and its node agent SKU."""
+
+    publisher: str
+    offer: str
+    sku: str
+    node_agent_sku: str
+    version: str = "latest"
+
+
+@dataclass(frozen=True)
+class StartTask:
+    """Commands run on every node as it joins the pool."""
+
+    commands: tuple[str, ...]
+    resource_files: tuple[ResourceFile, ...] = ()
+    elevation: Literal["admin", "nonadmin"] = "nonadmin"
+    wait_for_success: bool = True
+    retries: int = 0
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def command_line(self) -> str:
+        """The Batch command line: the commands joined and run by bash."""
+        return shell_command_line("; ".join(self.commands))
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The pool of compute nodes (step 3)."""
+
+    id: str
+    vm_size: str
+    image: Image
+    dedicated_nodes: int = 0
+    low_priority_nodes: int = 0
+    task_slots_per_node: int = 1
+    resize_timeout: timedelta = timedelta(minutes=15)
+    reuse: bool = False
+    start_task: StartTask | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """The job that holds the tasks (step 4)."""
+
+    id: str
+    priority: int = 0
+    max_wall_clock: timedelta | None = None
+    max_task_retries: int = 0
+    on_all_tasks_complete: Literal["noaction", "terminatejob"] = "noaction"
+    on_task_failure: Literal["noaction", "performexitoptionsjobaction"] = "noaction"
+    environment: dict[str, str] = field(default_factory=dict)
+    uses_task_dependencies: bool = False
+
+
+@dataclass(frozen=True)
+class Task:
+    """One concrete task, rendered from the template (step 5)."""
+
+    id: str
+    command: str
+    display_name: str | None = None
+    resource_files: tuple[ResourceFile, ...] = ()
+    output_files: tuple[OutputFile, ...] = ()
+    container_urls: tuple[ContainerUrl, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    max_wall_clock: timedelta | None = None
+    retention: timedelta | None = None
+    retries: int | None = None
+    required_slots: int = 1
+    depends_on_ids: tuple[str, ...] = ()
+    depends_on_ranges: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def command_line(self) -> str:
+        """The Batch command line: the command run by bash."""
+        return shell_command_line(self.command)
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """How step 6 watches the tasks."""
+
+    timeout: timedelta = timedelta(minutes=20)
+    poll_interval: timedelta = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Download:
+    """Step 7: which blobs to download, and where."""
+
+    container: str
+    destination: Path
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """Steps 8 and 9: what happens to each container, the job and the pool."""
+
+    containers: dict[str, Policy] = field(default_factory=dict)
+    job: Policy = "ask"
+    pool: Policy = "ask"
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A loaded workflow: everything the nine steps need, rendered and checked."""
+
+    name: str
+    description: str
+    path: Path
+    variables: dict[str, Any]
+    containers: tuple[Container, ...]
+    uploads: tuple[UploadFile, ...]
+    pool: Pool
+    job: Job
+    tasks: tuple[Task, ...]
+    monitor: Monitor
+    download: Download | None
+    cleanup: Cleanup
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping; paths as strings and durations in the readable form."""
+        return _plain(asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    return value
