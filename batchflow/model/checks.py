@@ -9,6 +9,7 @@ all problems are reported together.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ from batchflow.model.spec import UploadFile
 from batchflow.model.variables import Origin
 
 Path = tuple
+_BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class Reporter(Protocol):
@@ -122,16 +124,25 @@ def _task_ids(tasks: list[dict[str, Any]], report: Reporter) -> None:
     where = ("tasks", "template", "id")
     first_index: dict[str, int] = {}
     duplicates: list[str] = []
+    invalid = []
     for index, task in enumerate(tasks):
         task_id = task.get("id")
         if not isinstance(task_id, str):
             continue
+        if not _BATCH_ID.match(task_id):
+            invalid.append(task_id)
         # Batch compares task ids without regard to case.
         key = task_id.lower()
         if key in first_index:
             duplicates.append(f"{task_id!r} (tasks {first_index[key]} and {index})")
         else:
             first_index[key] = index
+    if invalid:
+        report.error(
+            where,
+            f"expected an id of 1 to 64 letters, digits, hyphens and underscores; the template renders {invalid[0]!r}"
+            + (f" and {len(invalid) - 1} more like it" if len(invalid) > 1 else ""),
+        )
     if duplicates:
         shown = ", ".join(duplicates[:3]) + (f" and {len(duplicates) - 3} more" if len(duplicates) > 3 else "")
         report.error(where, f"task ids must be unique; duplicated: {shown}. Put {{{{ index }}}} in the id")

@@ -257,7 +257,9 @@ def _render_tasks(
     for element in _factory(for_each, uploads):
         task, templated = renderer.with_variables(element).render_tree(template, TEMPLATE, once)
         for diagnostic in _validate(task, templated, positions, _Diagnostics(positions), definition="task", at=TEMPLATE):
-            once(diagnostic.path, diagnostic.message)
+            if (diagnostic.path, diagnostic.message) not in seen:
+                seen.add((diagnostic.path, diagnostic.message))
+                diagnostics.append(diagnostic)
         rendered_tasks.append(task)
     return rendered_tasks
 

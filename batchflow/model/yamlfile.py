@@ -49,6 +49,9 @@ class ParsedFile:
     diagnostics: list[Diagnostic]
 
 
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -68,6 +71,9 @@ class _Builder:
         self.positions.values[path] = _mark(node)
         if id(node) in active:
             self.error(node, path, "a YAML alias refers to itself; recursive structures are not allowed")
+            return None
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+            self.error(node, path, f"cannot read this value: the tag {node.tag!r} is not allowed in a workflow")
             return None
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # applies YAML merge keys (<<)

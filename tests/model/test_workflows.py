@@ -1,0 +1,139 @@
+"""The shipped workflows: they validate, plan the tutorial's steps, and their task script counts words right."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from batchflow.model.load import load_workflow
+from tests.support.project import REPO, Project
+from tests.support.wordcount import expected_output, expected_top_words
+
+WORKFLOWS = REPO / "workflows"
+
+
+@pytest.fixture(scope="module")
+def ffmpeg_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("mp4")
+    subprocess.run([sys.executable, str(WORKFLOWS / "ffmpeg" / "make_samples.py"), "--dest", str(dest)], check=True, capture_output=True)
+    return dest
+
+
+def test_topwords_validates_and_follows_the_tutorial() -> None:
+    workflow = load_workflow(WORKFLOWS / "topwords.yaml", environ={}).workflow
+    assert [c.name for c in workflow.containers] == ["application", "input", "output"]
+    assert [t.id for t in workflow.tasks] == ["topNtask0", "topNtask1", "topNtask2"]
+    assert {u.container for u in workflow.uploads} == {"application", "input"}
+    assert workflow.pool.id == "PythonTutorialPool" and workflow.job.id == "PythonTutorialJob"
+    assert workflow.pool.image.offer == "ubuntu-24_04-lts" and workflow.pool.image.node_agent_sku == "batch.node.ubuntu 24.04"
+    assert workflow.pool.start_task and "AZ_BATCH_NODE_SHARED_DIR" in workflow.pool.start_task.command_line
+    assert workflow.tasks[0].container_urls[0].access == "write"
+    assert workflow.download and workflow.download.destination == Path.cwd() / "output" / "topwords"
+    assert set(workflow.cleanup.containers.values()) == {"delete"}
+    assert (workflow.cleanup.job, workflow.cleanup.pool) == ("ask", "ask")
+    assert workflow.variables == {"input_files": "topwords/data/*.txt", "numwords": 3, "output_dir": "output/topwords"}
+
+
+def test_ffmpeg_validates_and_follows_the_tutorial(ffmpeg_inputs: Path) -> None:
+    workflow = load_workflow(
+        WORKFLOWS / "ffmpeg.yaml", assignments=[f"input_files={ffmpeg_inputs}/*.mp4"], environ={}
+    ).workflow
+    assert [t.id for t in workflow.tasks] == ["Task0", "Task1", "Task2"]
+    assert workflow.pool.low_priority_nodes > 0 and workflow.pool.dedicated_nodes == 0
+    assert workflow.pool.start_task and workflow.pool.start_task.elevation == "admin"
+    assert workflow.cleanup.containers == {"input": "delete", "output": "keep"}
+    spaced = next(t for t in workflow.tasks if " " in t.resource_files[0].path)
+    assert spaced.output_files[0].pattern.endswith(".mp3") and spaced.output_files[0].upload_on == "success"
+    assert f"'{spaced.resource_files[0].path}'" in spaced.command
+
+
+def test_plan_json_has_the_nine_steps_with_concrete_values(project: Project) -> None:
+    result = project.run("plan", str(WORKFLOWS / "topwords.yaml"), "--set", "numwords=7", "--output", "json")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert [s["step"] for s in plan["steps"]] == list(range(1, 10))
+    uploads = plan["steps"][1]["files"]
+    assert {(f["container"], f["blob"]) for f in uploads} >= {("application", "topwords.py"), ("input", "tides.txt")}
+    assert all(f["size"] == os.path.getsize(f["path"]) for f in uploads)
+    tasks = plan["steps"][4]
+    assert tasks["count"] == 3 and "--numwords 7" in tasks["first"][0]["command_line"]
+    assert "sig=" not in result.out
+
+
+def test_plan_text_shows_each_step(project: Project) -> None:
+    result = project.run("plan", str(WORKFLOWS / "topwords.yaml"))
+    assert result.code == 0
+    for number in range(1, 10):
+        assert f"[{number}/9]" in result.out
+    assert "topNtask0: /bin/bash -c" in result.out
+
+
+def test_templated_rerun_with_new_inputs(project: Project) -> None:
+    (project.root / "more").mkdir()
+    for name in ("x.txt", "y.txt"):
+        (project.root / "more" / name).write_text("alpha beta beta\n")
+    workflow = load_workflow(
+        WORKFLOWS / "topwords.yaml", assignments=[f"input_files={project.root}/more/*.txt", "numwords=5"], environ={}
+    ).workflow
+    assert [u.blob_name for u in workflow.uploads if u.container == "input"] == ["x.txt", "y.txt"]
+    assert "--numwords 5" in workflow.tasks[0].command
+
+
+def _topwords_module():
+    spec = importlib.util.spec_from_file_location("topwords_task", WORKFLOWS / "topwords" / "topwords.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("sample", sorted((WORKFLOWS / "topwords" / "data").glob("*.txt")), ids=lambda p: p.name)
+def test_task_script_agrees_with_an_independent_count(sample: Path) -> None:
+    module = _topwords_module()
+    text = sample.read_text(encoding="utf-8-sig")
+    for count in (1, 3, 10):
+        assert module.top_words(text, count) == expected_top_words(sample.read_bytes(), count)
+
+
+def test_task_script_word_rule_edge_cases() -> None:
+    module = _topwords_module()
+    data = "\ufeffBatch batch, (Batch) -- it's it’s “quoted” ... end. end"
+    # BOM removed, ASCII punctuation stripped at both ends only, case kept, ties by first occurrence
+    assert module.top_words(data.lstrip("\ufeff"), 5) == expected_top_words(data.encode(), 5)
+    assert module.top_words(data.lstrip("\ufeff"), 2) == [("Batch", 2), ("end", 2)]
+
+
+def test_task_script_writes_the_tutorial_format(tmp_path: Path) -> None:
+    sample = WORKFLOWS / "topwords" / "data" / "tides.txt"
+    env = {**os.environ, "AZ_BATCH_NODE_ID": "node-1", "AZ_BATCH_TASK_ID": "topNtask2", "AZ_BATCH_JOB_ID": "job", "AZ_BATCH_POOL_ID": "pool"}
+    module = _topwords_module()
+    words = module.top_words(sample.read_text(encoding="utf-8-sig"), 3)
+    assert module.report(words, env) == expected_output(sample.read_bytes(), 3, "node-1", "topNtask2", "job", "pool")
+
+
+def test_every_command_has_help() -> None:
+    for args in (["--help"], ["validate", "--help"], ["plan", "--help"]):
+        run = subprocess.run([sys.executable, "-m", "batchflow", *args], capture_output=True, text=True, cwd=REPO)
+        assert run.returncode == 0, run.stderr
+        assert "usage: batchflow" in run.stdout
+    top = subprocess.run([sys.executable, "-m", "batchflow", "--help"], capture_output=True, text=True, cwd=REPO).stdout
+    assert "exit status:" in top and "130" in top
+
+
+def test_version() -> None:
+    run = subprocess.run([sys.executable, "-m", "batchflow", "--version"], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0 and run.stdout.startswith("batchflow ")
+
+
+def test_validate_summary_line_from_a_real_process() -> None:
+    run = subprocess.run([sys.executable, "-m", "batchflow", "validate", "workflows/topwords.yaml"], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == (
+        "workflows/topwords.yaml: valid workflow 'topwords': 3 container(s), 4 file(s) to upload, "
+        "pool PythonTutorialPool, job PythonTutorialJob, 3 task(s)"
+    )
