@@ -24,7 +24,8 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
     """Start ``python -c CODE ARGS...`` with batchflow importable; kill leftovers afterwards.
 
     With ``wait_for="line"`` the call returns only once the child has printed
-    that line, so a test acts when the child has reached a known point.
+    that line, so a test acts when the child has reached a known point. The
+    child's stdin is a pipe too, for telling it to go on.
     """
     children: list[subprocess.Popen] = []
 
@@ -33,6 +34,7 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         child = subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(code), *args],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
