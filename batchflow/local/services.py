@@ -1,0 +1,294 @@
+"""Start, stop and report the two local services (Azurite and the Batch service) as background processes.
+
+Each service runs in its own session (so ``batchflow`` can exit and a
+Ctrl-C in the terminal does not reach it), logs to ``BATCHFLOW_HOME/logs``
+and is recorded in ``BATCHFLOW_HOME/run/<name>.json`` with its pid, port
+and kernel start time; the start time tells a live service from a
+recycled pid. ``ensure_running`` is idempotent and returns only once both
+services answer HTTP on their ports.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from batchflow.errors import SetupError
+from batchflow.local import account, azurite
+
+BATCH = "batch"
+AZURITE = "azurite"
+
+
+@dataclass(frozen=True)
+class LocalEndpoints:
+    """Where the local services listen and the well-known credentials they accept.
+
+    >>> endpoints = ensure_running()                       # doctest: +SKIP
+    >>> BatchClient(endpoints.batch_endpoint,              # doctest: +SKIP
+    ...     AzureNamedKeyCredential(endpoints.batch_account_name, endpoints.batch_account_key))
+    """
+
+    batch_endpoint: str
+    batch_account_name: str
+    batch_account_key: str
+    blob_endpoint: str
+    storage_account_name: str
+    storage_account_key: str
+    storage_connection_string: str
+
+    @classmethod
+    def for_ports(cls, batch_port: int, blob_port: int) -> LocalEndpoints:
+        return cls(
+            batch_endpoint=account.batch_endpoint(batch_port),
+            batch_account_name=account.BATCH_ACCOUNT_NAME,
+            batch_account_key=account.BATCH_ACCOUNT_KEY,
+            blob_endpoint=account.blob_endpoint(blob_port),
+            storage_account_name=account.STORAGE_ACCOUNT_NAME,
+            storage_account_key=account.STORAGE_ACCOUNT_KEY,
+            storage_connection_string=account.storage_connection_string(blob_port),
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The variables ``batchflow local env`` exports for programs using the Azure SDKs."""
+        return {
+            "AZURE_BATCH_ENDPOINT": self.batch_endpoint,
+            "AZURE_BATCH_ACCOUNT_NAME": self.batch_account_name,
+            "AZURE_BATCH_ACCOUNT_KEY": self.batch_account_key,
+            "AZURE_STORAGE_CONNECTION_STRING": self.storage_connection_string,
+        }
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """One service as found on this machine: running or not, its pid, port and log."""
+
+    name: str
+    running: bool
+    pid: int | None
+    port: int | None
+    log: str
+
+
+@dataclass(frozen=True)
+class LocalStatus:
+    home: str
+    batch: ServiceState
+    azurite: ServiceState
+    endpoints: LocalEndpoints | None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _home(home: Path | None) -> Path:
+    return (home or account.batchflow_home()).expanduser().resolve()
+
+
+def _record_path(home: Path, name: str) -> Path:
+    return home / "run" / f"{name}.json"
+
+
+def _log_path(home: Path, name: str) -> Path:
+    return home / "logs" / f"{name}.log"
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _read_record(home: Path, name: str) -> dict[str, int | str] | None:
+    """The record of a service that is still alive, or None (stale records are removed)."""
+    path = _record_path(home, name)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if _start_time(int(record["pid"])) != record.get("started"):
+        path.unlink(missing_ok=True)
+        return None
+    return record
+
+
+def _answers_http(port: int, timeout: float = 1.0) -> bool:
+    """Whether something on 127.0.0.1:``port`` answers an HTTP request (any status)."""
+    try:
+        with socket.create_connection((account.HOST, port), timeout=timeout) as connection:
+            connection.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return connection.recv(5).startswith(b"HTTP/")
+    except OSError:
+        return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((account.HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+@contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    """Serialise ``up``/``down`` of the same home across processes."""
+    path = home / "run" / "services.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _launch(home: Path, name: str, argv: list[str], port: int, timeout: float) -> None:
+    log = _log_path(home, name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as output:
+        try:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+            )
+        except OSError as error:
+            raise SetupError(f"could not start {name}: {error}") from error
+    deadline = time.monotonic() + timeout
+    while not _answers_http(port, timeout=0.5):
+        if process.poll() is not None:
+            tail = "\n  ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+            raise SetupError(f"{name} exited at start (status {process.returncode}); its log {log} ends with:\n  {tail}")
+        if time.monotonic() > deadline:
+            _terminate(process.pid)
+            raise SetupError(f"{name} did not answer on 127.0.0.1:{port} within {timeout:.0f}s; see {log}")
+        time.sleep(0.05)
+    record = {"pid": process.pid, "port": port, "started": _start_time(process.pid)}
+    _record_path(home, name).write_text(json.dumps(record))
+
+
+def _choose_port(requested: int | None, variable: str, default: int, option: str) -> int:
+    port = requested if requested is not None else account.configured_port(variable, default)
+    if port and not _port_free(port):
+        raise SetupError(
+            f"port {port} on 127.0.0.1 is already in use by another program; "
+            f"choose another with {option} or the {variable} environment variable"
+        )
+    if port == 0:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((account.HOST, 0))
+            port = int(probe.getsockname()[1])
+    return port
+
+
+def ensure_running(
+    home: Path | None = None,
+    *,
+    batch_port: int | None = None,
+    blob_port: int | None = None,
+    azurite_executable: Path | None = None,
+    max_nodes: int | None = None,
+) -> LocalEndpoints:
+    """Start whichever local service is not running and return the endpoints of both.
+
+    Idempotent: services already running under ``home`` are kept, on the
+    ports they already use. Ports default to ``BATCHFLOW_BLOB_PORT`` /
+    ``BATCHFLOW_BATCH_PORT`` or 10010 / 10090; 0 picks a free port.
+    Raises SetupError for a busy port, missing Node.js or a failed start.
+    """
+    home = _home(home)
+    with _locked(home):
+        blob = _read_record(home, AZURITE)
+        if blob is None:
+            port = _choose_port(blob_port, "BATCHFLOW_BLOB_PORT", account.DEFAULT_BLOB_PORT, "--blob-port")
+            executable = azurite_executable or azurite.ensure_executable(home)
+            _launch(home, AZURITE, azurite.command(executable, home, port), port, timeout=60)
+            blob = _read_record(home, AZURITE)
+            assert blob is not None
+        blob_port_used = int(blob["port"])
+        batch = _read_record(home, BATCH)
+        if batch is None:
+            port = _choose_port(batch_port, "BATCHFLOW_BATCH_PORT", account.DEFAULT_BATCH_PORT, "--batch-port")
+            argv = [
+                sys.executable, "-m", "batchflow.local.emulator",
+                "--home", str(home), "--port", str(port),
+                "--blob-endpoint", account.blob_endpoint(blob_port_used),
+            ]
+            if max_nodes:
+                argv += ["--max-nodes", str(max_nodes)]
+            _launch(home, BATCH, argv, port, timeout=30)
+            batch = _read_record(home, BATCH)
+            assert batch is not None
+        return LocalEndpoints.for_ports(int(batch["port"]), blob_port_used)
+
+
+def _terminate(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM the service's process group, then SIGKILL if it has not exited after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                # Reap it if it is our own child; otherwise just watch /proc.
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                pass
+            if _start_time(pid) is None:
+                return
+            time.sleep(0.05)
+
+
+def stop(home: Path | None = None) -> list[str]:
+    """Stop both services (the Batch service first, so it ends its tasks); return what was stopped."""
+    home = _home(home)
+    stopped = []
+    with _locked(home):
+        for name in (BATCH, AZURITE):
+            record = _read_record(home, name)
+            if record is None:
+                continue
+            _terminate(int(record["pid"]))
+            _record_path(home, name).unlink(missing_ok=True)
+            stopped.append(name)
+    return stopped
+
+
+def status(home: Path | None = None) -> LocalStatus:
+    """What runs under ``home``, with the endpoints when both services are up."""
+    home = _home(home)
+    states = {}
+    for name in (BATCH, AZURITE):
+        record = _read_record(home, name)
+        running = record is not None and _answers_http(int(record["port"]))
+        states[name] = ServiceState(
+            name=name,
+            running=running,
+            pid=int(record["pid"]) if record else None,
+            port=int(record["port"]) if record else None,
+            log=str(_log_path(home, name)),
+        )
+    endpoints = None
+    if states[BATCH].running and states[AZURITE].running:
+        endpoints = LocalEndpoints.for_ports(int(states[BATCH].port or 0), int(states[AZURITE].port or 0))
+    return LocalStatus(home=str(home), batch=states[BATCH], azurite=states[AZURITE], endpoints=endpoints)
