@@ -50,12 +50,14 @@ from batchflow.state.model import (
     StateVersionError,
     TaskRecord,
     check_task_record,
-    content_key,
+    json_head,
+    json_tasks,
     now_iso,
     state_from_json,
-    state_to_json,
+    state_to_dict,
     task_from_dict,
     task_to_dict,
+    text_content_key,
 )
 from batchflow.state.redact import assert_no_secrets
 
@@ -121,6 +123,15 @@ class StateStore:
     def journal_path(self) -> Path:
         return self.directory / JOURNAL_FILE
 
+    @property
+    def journal_length(self) -> int:
+        """How many journal records the snapshot on disk does not hold yet.
+
+        Loading replays them all, so a long monitor step can compact when
+        this outgrows the number of tasks, without waiting for its end.
+        """
+        return self._seq - (self._disk.journal_seq if self._disk else 0)
+
     # ----------------------------------------------------------------- reading
 
     def load(self) -> RunState | None:
@@ -152,20 +163,23 @@ class StateStore:
         primary_error: StateFormatError | None = None
         if self.state_path.exists():
             try:
-                state = state_from_json(self.state_path.read_text(encoding="utf-8"))
+                text = self.state_path.read_text(encoding="utf-8")
+                state = state_from_json(text)
             except StateVersionError:
                 raise
             except (StateFormatError, UnicodeDecodeError) as error:
                 primary_error = StateFormatError(f"{self.state_path} is unreadable: {error}")
             else:
-                self._disk = _Snapshot(state.lineage, state.serial, content_key(state), state.journal_seq, True)
+                key = text_content_key(text)
+                self._disk = _Snapshot(state.lineage, state.serial, key, state.journal_seq, True)
                 return state
         if not self.backup_path.exists():
             if primary_error is not None:
                 raise StateFormatError(f"{primary_error.message}, and there is no {BACKUP_FILE} to fall back on")
             return None
         try:
-            state = state_from_json(self.backup_path.read_text(encoding="utf-8"))
+            text = self.backup_path.read_text(encoding="utf-8")
+            state = state_from_json(text)
         except (StateFormatError, UnicodeDecodeError) as error:
             first = primary_error.message if primary_error else f"{self.state_path} is missing"
             raise StateFormatError(f"{first}, and {self.backup_path} is unreadable too: {error}") from None
@@ -174,7 +188,7 @@ class StateStore:
             f"{reason}; using the backup {self.backup_path} (serial {state.serial}, written {state.updated}) "
             "instead, so the most recent changes may be missing"
         )
-        self._disk = _Snapshot(state.lineage, state.serial, content_key(state), state.journal_seq, False)
+        self._disk = _Snapshot(state.lineage, state.serial, text_content_key(text), state.journal_seq, False)
         return state
 
     def _replay_journal(self, state: RunState) -> int:
@@ -233,7 +247,9 @@ class StateStore:
                 "being saved is a different object that lacks them; save the loaded state"
             )
 
-        key = content_key(state)
+        document = state_to_dict(state)
+        tasks_text = json_tasks(document["tasks"])
+        key = text_content_key(json_head(document) + tasks_text)
         changed = disk is None or key != disk.key
         journal_pending = self._seq > (disk.journal_seq if disk else 0)
         if not changed and not journal_pending and disk is not None and disk.intact:
@@ -245,14 +261,16 @@ class StateStore:
             state.serial += 1
             state.updated = now_iso()
         state.journal_seq = self._seq
+        document.update(serial=state.serial, updated=state.updated, journal_seq=state.journal_seq)
         try:
-            text = state_to_json(state)
+            text = json_head(document) + tasks_text
             assert_no_secrets(text, where=str(self.state_path))
             self._write_snapshot(text.encode("utf-8"), keep_backup=disk is not None and disk.intact)
         except BaseException:
             state.serial, state.updated, state.journal_seq = previous
             raise
         self._disk = _Snapshot(state.lineage, state.serial, key, state.journal_seq, True)
+        self._disk_known = True
         self.state = state
         self._empty_journal()
         return True

@@ -11,13 +11,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., subprocess.Popen]]:

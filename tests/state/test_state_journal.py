@@ -36,8 +36,13 @@ def test_recorded_transitions_are_replayed_on_load(store: StateStore) -> None:
     running = TaskRecord("task-1", state="running", node_id="node-1", start_time="2026-01-01T00:00:00Z")
     assert store.record_tasks([running]) == 1
     done = TaskRecord("task-1", state="completed", exit_code=0, result="success", node_id="node-1")
-    failed = TaskRecord("task-2", state="completed", exit_code=3, result="failure",
-                        failure={"category": "usererror", "message": "exit code 3"})
+    failed = TaskRecord(
+        "task-2",
+        state="completed",
+        exit_code=3,
+        result="failure",
+        failure={"category": "usererror", "message": "exit code 3"},
+    )
     assert store.record_tasks([done, failed]) == 2
 
     fresh = StateStore(store.directory)
@@ -61,8 +66,9 @@ def test_records_that_change_nothing_are_not_written(store: StateStore) -> None:
 
 
 def test_within_one_batch_the_last_record_of_a_task_wins(store: StateStore) -> None:
-    store.record_tasks([TaskRecord("task-0", state="running"), TaskRecord("task-0", state="completed",
-                                                                          exit_code=0, result="success")])
+    store.record_tasks(
+        [TaskRecord("task-0", state="running"), TaskRecord("task-0", state="completed", exit_code=0, result="success")]
+    )
     assert StateStore(store.directory).load().tasks["task-0"].state == "completed"
 
 
@@ -125,7 +131,12 @@ def test_compaction_folds_the_journal_into_the_snapshot(store: StateStore) -> No
     store.record_tasks([TaskRecord("task-0", state="running")])
     store.record_tasks([TaskRecord("task-0", state="completed", exit_code=0, result="success")])
     serial = store.state.serial
+    assert store.journal_length == 2
+    reader = StateStore(store.directory)
+    reader.load()
+    assert reader.journal_length == 2, "a new process sees what is left to fold"
     assert store.compact() is True
+    assert store.journal_length == 0
     assert store.journal_path.stat().st_size == 0
     snapshot = state_from_json(store.state_path.read_text())
     assert snapshot.tasks["task-0"].state == "completed"

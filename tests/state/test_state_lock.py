@@ -136,6 +136,5 @@ def test_the_run_name_defaults_to_the_directory_name(tmp_path: Path) -> None:
 
 
 def test_describe_names_operation_pid_host_and_start() -> None:
-    info = LockInfo(pid=123, host="h", operation="apply", started="2026-03-01T10:00:00.000Z",
-                    batchflow_version="0.1.0")
+    info = LockInfo(pid=123, host="h", operation="apply", started="2026-03-01T10:00:00.000Z", batchflow_version="0.1.0")
     assert info.describe() == "apply (pid 123 on host h since 2026-03-01T10:00:00.000Z)"

@@ -40,12 +40,28 @@ def full_state() -> RunState:
         "pool": {"id": "PythonTutorialPool", "created": True},
         "job": {"id": "topwords-3f2a", "created": True},
     }
-    state.tasks["task-0"] = TaskRecord("task-0", state="completed", exit_code=0, result="success",
-                                       node_id="node-1", start_time="2026-01-01T00:00:00Z",
-                                       end_time="2026-01-01T00:00:05Z")
-    state.tasks["task-1"] = TaskRecord("task-1", state="completed", exit_code=2, result="failure", retry_count=1,
-                                       failure={"category": "usererror", "code": "FailureExitCode",
-                                                "message": "The task exited with exit code 2", "details": []})
+    state.tasks["task-0"] = TaskRecord(
+        "task-0",
+        state="completed",
+        exit_code=0,
+        result="success",
+        node_id="node-1",
+        start_time="2026-01-01T00:00:00Z",
+        end_time="2026-01-01T00:00:05Z",
+    )
+    state.tasks["task-1"] = TaskRecord(
+        "task-1",
+        state="completed",
+        exit_code=2,
+        result="failure",
+        retry_count=1,
+        failure={
+            "category": "usererror",
+            "code": "FailureExitCode",
+            "message": "The task exited with exit code 2",
+            "details": [],
+        },
+    )
     state.tasks["tâche-ü"] = TaskRecord("tâche-ü", state="running")
     return state
 
@@ -61,8 +77,20 @@ def test_round_trip_keeps_every_field_and_order() -> None:
     document = json.loads(text)
     assert document["version"] == FORMAT_VERSION == 1
     assert document["batchflow_version"] == __version__
-    assert set(document) >= {"version", "serial", "lineage", "run", "workflow", "workflow_file",
-                             "fingerprint", "created", "updated", "steps", "resources", "tasks"}
+    assert set(document) >= {
+        "version",
+        "serial",
+        "lineage",
+        "run",
+        "workflow",
+        "workflow_file",
+        "fingerprint",
+        "created",
+        "updated",
+        "steps",
+        "resources",
+        "tasks",
+    }
     assert "task_id" not in document["tasks"]["task-0"]
 
 

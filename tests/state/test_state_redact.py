@@ -93,8 +93,13 @@ def test_save_refuses_a_state_holding_a_secret(store: StateStore) -> None:
 
 
 def test_record_tasks_refuses_a_secret_and_writes_nothing(store: StateStore) -> None:
-    leaky = TaskRecord("t1", state="completed", exit_code=1, result="failure",
-                       failure={"message": f"could not read {CONNECTION_STRING}"})
+    leaky = TaskRecord(
+        "t1",
+        state="completed",
+        exit_code=1,
+        result="failure",
+        failure={"message": f"could not read {CONNECTION_STRING}"},
+    )
     with pytest.raises(ValueError, match="refusing to write .*tasks.jsonl"):
         store.record_tasks([TaskRecord("t0", state="running"), leaky])
     assert not store.journal_path.exists()
@@ -109,3 +114,17 @@ def test_nothing_written_by_a_run_contains_a_secret(store: StateStore) -> None:
     store.record_tasks([TaskRecord("t2", state="running")])
     for path in store.directory.iterdir():
         assert find_secrets(path.read_text()) == [], path
+
+
+@pytest.mark.parametrize("prefix", ["", "İstanbul ünïcode — ", "x" * 100 + "\n"])
+def test_offsets_are_exact_in_ascii_and_unicode_text(prefix: str) -> None:
+    text = prefix + SAS_URL + " " + CONNECTION_STRING.upper().replace(ACCOUNT_KEY.upper(), ACCOUNT_KEY)
+    findings = find_secrets(text)
+    assert findings[0] == f"SAS signature (sig=...) at offset {text.index(SIGNATURE)}"
+    assert findings[1].endswith(f"at offset {text.index(ACCOUNT_KEY)}")
+    assert len(findings) == 2
+
+
+def test_a_parameter_merely_ending_in_sig_is_not_a_signature() -> None:
+    assert find_secrets("https://x/y?mysig=" + "a" * 40) == []
+    assert find_secrets("https://x/y?SIG=" + "a" * 40) != []

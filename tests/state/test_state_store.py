@@ -24,8 +24,13 @@ from batchflow.state.store import StateConflict, StateStore
 
 
 def make_state(tasks: int = 3) -> RunState:
-    state = new_state(run="run-a", workflow="topwords", workflow_file="topwords.yaml",
-                      fingerprint="sha256:aa", steps=["containers", "uploads"])
+    state = new_state(
+        run="run-a",
+        workflow="topwords",
+        workflow_file="topwords.yaml",
+        fingerprint="sha256:aa",
+        steps=["containers", "uploads"],
+    )
     for index in range(tasks):
         state.tasks[f"task-{index}"] = TaskRecord(f"task-{index}")
     return state
