@@ -1,0 +1,1 @@
+"""Tests of batchflow.state: the run state file, task journal, run lock and secret guard."""
