@@ -1,0 +1,109 @@
+"""Adding, listing, paging and counting tasks through azure-batch 15.1.0."""
+
+from __future__ import annotations
+
+import pytest
+from azure.batch import models
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+from tests.conftest import unique
+from tests.local.support import cleanup, create_job, create_pool, wait_tasks_completed
+
+
+@pytest.fixture
+def idle_job(local_services):
+    """A job on a pool without nodes: its tasks stay active, so listing is not disturbed by runs."""
+    client = local_services.batch_client()
+    pool_id, job_id = unique("pool"), unique("job")
+    create_pool(client, pool_id, nodes=0)
+    create_job(client, job_id, pool_id)
+    yield client, job_id
+    cleanup(client, job_id, pool_id)
+
+
+def _tasks(count: int, prefix: str = "t") -> list[models.BatchTaskCreateOptions]:
+    return [models.BatchTaskCreateOptions(id=f"{prefix}{i}", command_line="true") for i in range(count)]
+
+
+def test_create_tasks_1000_and_resubmit_same_ids(idle_job):
+    client, job_id = idle_job
+    result = client.create_tasks(job_id, _tasks(1000))
+    assert all(r.status == models.BatchTaskAddStatus.SUCCESS for r in result.result_values)
+    assert len(result.result_values) == 1000
+    assert len(list(client.list_tasks(job_id))) == 1000
+    # Resubmitting after a lost answer must be harmless: TaskExists counts as success.
+    client.create_tasks(job_id, _tasks(1000))
+    assert len(list(client.list_tasks(job_id))) == 1000
+    with pytest.raises(ResourceExistsError) as raised:
+        client.create_task(job_id, models.BatchTaskCreateOptions(id="T5", command_line="true"))
+    assert raised.value.error.code == "TaskExists"
+
+
+def test_collection_reports_each_task(local_services, idle_job):
+    client, job_id = idle_job
+    client.create_task(job_id, models.BatchTaskCreateOptions(id="dup", command_line="true"))
+    answer = client.create_task_collection(
+        job_id,
+        models.BatchTaskGroup(task_values=[
+            models.BatchTaskCreateOptions(id="dup", command_line="true"),
+            models.BatchTaskCreateOptions(id="fresh", command_line="true"),
+            models.BatchTaskCreateOptions(id="bad id!", command_line="true"),
+        ]),
+    )
+    by_id = {r.task_id: r for r in answer.result_values}
+    assert by_id["dup"].status == models.BatchTaskAddStatus.CLIENT_ERROR
+    assert by_id["dup"].error.code == "TaskExists"
+    assert by_id["fresh"].status == models.BatchTaskAddStatus.SUCCESS
+    assert by_id["bad id!"].error.code == "InvalidPropertyValue"
+
+
+def test_paging_through_2500_tasks(idle_job):
+    client, job_id = idle_job
+    client.create_tasks(job_id, _tasks(2500))
+    pages = list(client.list_tasks(job_id, max_results=1000).by_page())
+    sizes = [len(list(page)) for page in pages]
+    assert sizes == [1000, 1000, 500]
+    ids = [t.id for t in client.list_tasks(job_id, max_results=700, select=["id", "state"])]
+    assert len(ids) == len(set(ids)) == 2500
+    filtered = list(client.list_tasks(job_id, filter="startswith(id,'t24') and state eq 'active'", max_results=50))
+    assert sorted(t.id for t in filtered) == sorted(f"t{i}" for i in range(2500) if str(i).startswith("24"))
+    selected = next(iter(client.list_tasks(job_id, select=["id"], max_results=1)))
+    assert selected.id and selected.command_line is None and selected.state is None
+
+
+def test_task_counts_agree_with_listing(local_services):
+    client = local_services.batch_client()
+    pool_id, job_id = unique("pool"), unique("job")
+    create_pool(client, pool_id, nodes=1, task_slots_per_node=3)
+    create_job(client, job_id, pool_id)
+    try:
+        client.create_tasks(job_id, [
+            models.BatchTaskCreateOptions(id=f"ok{i}", command_line="true") for i in range(4)
+        ] + [
+            models.BatchTaskCreateOptions(id=f"bad{i}", command_line="/bin/sh -c 'exit 3'") for i in range(2)
+        ] + [
+            models.BatchTaskCreateOptions(id="big", command_line="true", required_slots=2)
+        ])
+        tasks = wait_tasks_completed(client, job_id)
+        counts = client.get_job_task_counts(job_id)
+        succeeded = [t for t in tasks if t.execution_info.result == models.BatchTaskExecutionResult.SUCCESS]
+        failed = list(client.list_tasks(job_id, filter="executionInfo/result eq 'failure'"))
+        assert counts.task_counts.completed == len(tasks) == 7
+        assert counts.task_counts.succeeded == len(succeeded) == 5
+        assert counts.task_counts.failed == len(failed) == 2
+        assert counts.task_counts.active == counts.task_counts.running == 0
+        assert counts.task_slot_counts.completed == 8
+        assert {t.execution_info.exit_code for t in failed} == {3}
+        assert failed[0].execution_info.failure_info.code == "FailureExitCode"
+    finally:
+        cleanup(client, job_id, pool_id)
+
+
+def test_missing_resources_are_404(local_services):
+    client = local_services.batch_client()
+    with pytest.raises(ResourceNotFoundError) as raised:
+        client.get_job(unique("nojob"))
+    assert raised.value.error.code == "JobNotFound"
+    with pytest.raises(ResourceNotFoundError) as raised:
+        client.get_pool(unique("nopool"))
+    assert raised.value.error.code == "PoolNotFound"
