@@ -351,8 +351,9 @@ def upload_output_files(outputs: list[dict[str, Any]], run: Run, exit_code: int)
                     name = f"{prefix}/{relative}" if prefix else relative
                 else:
                     name = prefix or relative
+                extra = {"headers": headers} if headers else {}
                 with open(path, "rb") as data:
-                    client.upload_blob(name, data, overwrite=True, headers=headers or None)
+                    client.upload_blob(name, data, overwrite=True, **extra)
                 log_out.append(f"uploaded {path} to {url.split('?')[0]}/{name}")
         except Exception as error:  # an upload problem is reported in failureInfo, as Batch does
             status = getattr(error, "status_code", None)
