@@ -29,7 +29,7 @@ exit status:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the full parser, with every command group registered."""
-    from batchflow.cli import local, workflow
+    from batchflow.cli import local, run, workflow
 
     parser = argparse.ArgumentParser(
         prog="batchflow",
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show a Python traceback when a command fails"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (workflow, local):
+    for module in (workflow, run, local):
         module.register(subparsers)
     return parser
 
@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except WorkflowError as error:

@@ -44,3 +44,46 @@ def print_plan(name: str, steps: list[PlannedStep], output: str = "text") -> Non
         print(f"[{step.number}/{len(steps)}] {step.title}: {step.summary}")
         for line in step.details:
             print(f"      {line}")
+
+
+def print_failure(failure: dict[str, Any], args: Any) -> None:
+    """Explain one failed task: exit code, failure info, the tail of stderr, and how to see the rest."""
+    import shlex
+
+    out = sys.stderr
+    code = failure.get("exit_code")
+    print(f"task {failure['task']} failed" + (f" with exit code {code}" if code is not None else ""), file=out)
+    info = failure.get("failure")
+    if info:
+        print(f"  {info.get('category')}: {info.get('code')}: {info.get('message')}", file=out)
+    if failure.get("stderr_tail"):
+        print("  last lines of stderr.txt:", file=out)
+        for line in failure["stderr_tail"].splitlines():
+            print(f"    {line}", file=out)
+    print(f"  see it all with: batchflow logs {shlex.quote(args.file)} {failure['task']} --stderr", file=out)
+
+
+def print_status(run: str, run_dir: Any, state: Any, live: dict[str, Any], failures: list[dict[str, Any]], output: str) -> None:
+    """A run's steps, live task counts and failures."""
+    if output == "json":
+        print_json(
+            {
+                "run": run,
+                "state_dir": str(run_dir),
+                "steps": {k: {"status": v.status, **v.summary} for k, v in state.steps.items()},
+                "tasks": live,
+                "failures": failures,
+            }
+        )
+        return
+    print(f"run {run} ({run_dir})")
+    for number, (key, record) in enumerate(state.steps.items(), start=1):
+        summary = ", ".join(f"{k} {v}" for k, v in record.summary.items() if not isinstance(v, (dict, list)))
+        print(f"[{number}/{len(state.steps)}] {key}: {record.status}" + (f" ({summary})" if summary else ""))
+    if "error" in live:
+        print(f"tasks: cannot ask the service: {live['error']}")
+    elif live:
+        print("tasks: " + ", ".join(f"{v} {k}" for k, v in live.items()))
+    for failure in failures:
+        info = failure.get("failure") or {}
+        print(f"failed: {failure['task']} exit code {failure['exit_code']} {info.get('code') or ''}".rstrip())

@@ -1,0 +1,189 @@
+"""Commands that act on a run: ``apply``, ``status``, ``logs`` and ``destroy``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from batchflow.cli import views
+from batchflow.cli.progress import TerminalReporter
+from batchflow.cli.workflow import add_workflow_arguments, load
+from batchflow.errors import BatchflowError, Interrupted, RunFailed, UsageError
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that say where a run goes and where its state lives."""
+    add_workflow_arguments(parser)
+    parser.add_argument(
+        "--target", default="local",
+        help="local (default: Azurite and the local Batch service), azure (from AZURE_* environment "
+        "variables), or a name from ~/.config/batchflow/targets.yaml",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=Path(".batchflow"), help="where run state is kept (default .batchflow)"
+    )
+    parser.add_argument("--run", help="name the run explicitly instead of deriving it from the definition")
+
+
+def _resolve(args: argparse.Namespace) -> Any:
+    from batchflow.cloud.targets import resolve
+
+    return resolve(args.target)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    return "batchflow " + shlex.join(args.argv)
+
+
+def apply_command(args: argparse.Namespace) -> int:
+    from batchflow.runner.apply import apply
+
+    workflow = load(args).workflow
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    report = TerminalReporter()
+    try:
+        result = apply(
+            workflow, None, state_dir=args.state_dir, report=report, run=args.run,
+            assume_yes=args.yes, resolve_target=lambda: _resolve(args),
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; the state is saved. Resume with: {resume_command(args)}") from None
+    except Interrupted as error:
+        raise Interrupted(f"{error.message}. Resume with: {resume_command(args)}") from None
+    except RunFailed as error:
+        raise RunFailed(f"{error.message}\nAfter fixing the cause, resume with: {resume_command(args)}") from None
+    for failure in result.failures:
+        views.print_failure(failure, args)
+    if args.output == "json":
+        views.print_json(result.to_json())
+    elif result.succeeded and not result.already_finished:
+        where = f"; outputs in {result.outputs}" if result.outputs else ""
+        print(f"run {result.run} finished{where}")
+    elif not result.succeeded:
+        print(
+            f"run {result.run} failed: {len(result.failures)} task(s) failed; the job and pool are kept. "
+            f"Remove them with: batchflow destroy {shlex.quote(args.file)}",
+            file=sys.stderr,
+        )
+    return 0 if result.succeeded else 1
+
+
+def _open_state(args: argparse.Namespace) -> tuple[Any, str, Path, Any]:
+    from batchflow.runner.apply import open_run
+    from batchflow.state import StateStore
+
+    workflow = load(args).workflow
+    run, run_dir, _, _ = open_run(workflow, args.state_dir, args.run)
+    state = StateStore(run_dir).load()
+    return workflow, run, run_dir, state
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from batchflow.cloud.batch import BatchService
+
+    workflow, run, run_dir, state = _open_state(args)
+    if state is None:
+        message = f"run {run} has not started (no state in {run_dir})"
+        views.print_json({"run": run, "started": False}) if args.output == "json" else print(message)
+        return 0
+    live: dict[str, Any] = {}
+    job = state.resources.get("job", {})
+    if job.get("created") and not job.get("deleted"):
+        try:
+            counts = BatchService(_resolve(args)).task_counts(job["id"])
+            live = {k: getattr(counts, k) for k in ("active", "running", "completed", "succeeded", "failed")}
+        except BatchflowError as error:
+            live = {"error": error.message}
+    failures = [
+        {"task": r.task_id, "exit_code": r.exit_code, "failure": r.failure}
+        for r in state.tasks.values() if r.state == "completed" and r.result != "success"
+    ]
+    views.print_status(run, run_dir, state, live, failures, args.output)
+    return 0
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    from batchflow.cloud.batch import BatchService
+
+    workflow = load(args).workflow
+    batch = BatchService(_resolve(args))
+    name = "stderr.txt" if args.stderr else "stdout.txt"
+    if args.start_task:
+        data = batch.node_file(workflow.pool.id, args.start_task, f"startup/{name}")
+        what = f"startup/{name} on node {args.start_task} of pool {workflow.pool.id}"
+    else:
+        if not args.task:
+            raise UsageError("logs needs a TASK id, or --start-task NODE")
+        data = batch.task_file(workflow.job.id, args.task, name)
+        what = f"{name} of task {args.task} in job {workflow.job.id}"
+    if data is None:
+        raise RunFailed(f"no {what}")
+    sys.stdout.write(data.decode("utf-8", errors="replace"))
+    return 0
+
+
+def destroy_command(args: argparse.Namespace) -> int:
+    from batchflow.runner.destroy import destroy
+
+    workflow, run, run_dir, _ = _open_state(args)
+
+    def confirm(doomed: list[tuple[str, str]]) -> bool:
+        listing = ", ".join(f"{kind} {name}" for kind, name in doomed)
+        if args.yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise UsageError(f"destroy would delete {listing}; pass --yes to confirm when not on a terminal")
+        answer = TerminalReporter().confirm(f"Delete {listing}?")
+        return bool(answer)
+
+    deleted = destroy(run, run_dir, _resolve(args), confirm=confirm)
+    if args.output == "json":
+        views.print_json({"run": run, "deleted": [{"kind": k, "id": n} for k, n in deleted]})
+    else:
+        print(f"run {run}: deleted {', '.join(f'{k} {n}' for k, n in deleted) or 'nothing'}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``apply``, ``status``, ``logs`` and ``destroy``."""
+    apply = subparsers.add_parser(
+        "apply", help="run the nine steps; run again to resume",
+        description="Run the workflow's nine steps, recording each in the run's state file. "
+        "If the run was interrupted, the same command resumes it; a finished run is a quick no-op.",
+    )
+    add_run_arguments(apply)
+    apply.add_argument("--yes", action="store_true", help="answer yes to cleanup questions (cleanup: ask)")
+    apply.set_defaults(func=apply_command)
+
+    status = subparsers.add_parser(
+        "status", help="show a run's steps, task counts and failures",
+        description="Show the run's steps and failures from its state file, and live task counts from the service.",
+    )
+    add_run_arguments(status)
+    status.set_defaults(func=status_command)
+
+    logs = subparsers.add_parser(
+        "logs", help="print a task's stdout or stderr, or a node's start-task output",
+        description="Print stdout.txt (or stderr.txt with --stderr) of a task, or of a node's start task.",
+    )
+    add_run_arguments(logs)
+    logs.add_argument("task", nargs="?", metavar="TASK", help="the task id, for example topNtask0")
+    logs.add_argument("--stderr", action="store_true", help="print stderr.txt instead of stdout.txt")
+    logs.add_argument("--start-task", metavar="NODE", help="print the start task's output on this node instead")
+    logs.set_defaults(func=logs_command)
+
+    destroy = subparsers.add_parser(
+        "destroy", help="delete what this run created",
+        description="Delete the job, pool and containers that this run's state says it created, and nothing else.",
+    )
+    add_run_arguments(destroy)
+    destroy.add_argument("--yes", action="store_true", help="delete without asking")
+    destroy.set_defaults(func=destroy_command)

@@ -1,0 +1,306 @@
+"""Azure Batch for the steps: the workflow's dataclasses as SDK models, and the calls the steps make.
+
+Everything goes through ``azure.batch.BatchClient`` (azure-batch 15.x). The
+conversion functions take a :class:`SasIssuer` so that container references
+become URLs with SAS tokens only here, at the moment a request is built:
+the tokens go to the service and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from azure.batch import models
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+from batchflow.cloud.errors import describe, service_errors
+from batchflow.cloud.targets import Target
+from batchflow.errors import RunFailed
+from batchflow.model import spec
+
+#: Metadata batchflow puts on the pools and jobs it creates, to recognise them later.
+RUN_METADATA = "batchflow-run"
+WORKFLOW_METADATA = "batchflow-workflow"
+
+#: How often the SDK's long-running operations (delete pool, delete job) poll.
+LRO_POLL_SECONDS = 1
+
+
+class SasIssuer(Protocol):
+    """Makes the SAS URLs that resource and output files need (``storage.BlobStore`` is one)."""
+
+    def container_sas_url(self, container: str, access: Any, expiry: datetime) -> str: ...
+    def blob_sas_url(self, container: str, blob: str, expiry: datetime) -> str: ...
+
+
+@dataclass(frozen=True)
+class Urls:
+    """A SAS issuer and the expiry every token of one request batch gets."""
+
+    issuer: SasIssuer
+    expiry: datetime
+
+    def resource_file(self, resource: spec.ResourceFile) -> models.ResourceFile:
+        mode = resource.mode
+        if resource.url:
+            return models.ResourceFile(http_url=resource.url, file_path=resource.path, file_mode=mode)
+        assert resource.container
+        if resource.blob is not None:
+            url = self.issuer.blob_sas_url(resource.container, resource.blob, self.expiry)
+            return models.ResourceFile(http_url=url, file_path=resource.path or resource.blob, file_mode=mode)
+        url = self.issuer.container_sas_url(resource.container, "read", self.expiry)
+        return models.ResourceFile(
+            storage_container_url=url, blob_prefix=resource.prefix or None, file_path=resource.path, file_mode=mode
+        )
+
+    def output_file(self, output: spec.OutputFile) -> models.OutputFile:
+        conditions = {
+            "success": models.OutputFileUploadCondition.TASK_SUCCESS,
+            "failure": models.OutputFileUploadCondition.TASK_FAILURE,
+            "completion": models.OutputFileUploadCondition.TASK_COMPLETION,
+        }
+        url = self.issuer.container_sas_url(output.container, "write", self.expiry)
+        return models.OutputFile(
+            file_pattern=output.pattern,
+            destination=models.OutputFileDestination(
+                container=models.OutputFileBlobContainerDestination(container_url=url, path=output.path)
+            ),
+            upload_options=models.OutputFileUploadConfiguration(upload_condition=conditions[output.upload_on]),
+        )
+
+
+def _environment(values: dict[str, str]) -> list[models.EnvironmentSetting] | None:
+    return [models.EnvironmentSetting(name=k, value=v) for k, v in values.items()] or None
+
+
+def pool_options(pool: spec.Pool, urls: Urls, metadata: dict[str, str]) -> models.BatchPoolCreateOptions:
+    """The create-pool request for ``pool``."""
+    start_task = None
+    if pool.start_task:
+        st = pool.start_task
+        elevation = models.ElevationLevel.ADMIN if st.elevation == "admin" else models.ElevationLevel.NON_ADMIN
+        start_task = models.BatchStartTask(
+            command_line=st.command_line,
+            resource_files=[urls.resource_file(r) for r in st.resource_files] or None,
+            environment_settings=_environment(st.environment),
+            user_identity=models.UserIdentity(
+                auto_user=models.AutoUserSpecification(scope=models.AutoUserScope.POOL, elevation_level=elevation)
+            ),
+            max_task_retry_count=st.retries,
+            wait_for_success=st.wait_for_success,
+        )
+    image = pool.image
+    return models.BatchPoolCreateOptions(
+        id=pool.id,
+        vm_size=pool.vm_size,
+        virtual_machine_configuration=models.VirtualMachineConfiguration(
+            image_reference=models.BatchVmImageReference(
+                publisher=image.publisher, offer=image.offer, sku=image.sku, version=image.version
+            ),
+            node_agent_sku_id=image.node_agent_sku,
+        ),
+        resize_timeout=pool.resize_timeout,
+        target_dedicated_nodes=pool.dedicated_nodes,
+        target_low_priority_nodes=pool.low_priority_nodes,
+        task_slots_per_node=pool.task_slots_per_node,
+        start_task=start_task,
+        metadata=[models.BatchMetadataItem(name=k, value=v) for k, v in metadata.items()],
+    )
+
+
+def job_options(job: spec.Job, pool_id: str, metadata: dict[str, str]) -> models.BatchJobCreateOptions:
+    """The create-job request. ``onAllTasksComplete`` is applied after the tasks are added.
+
+    Batch counts a job with no tasks as complete, so a job created with
+    ``terminatejob`` could end before its first task arrives.
+    """
+    return models.BatchJobCreateOptions(
+        id=job.id,
+        pool_info=models.BatchPoolInfo(pool_id=pool_id),
+        priority=job.priority,
+        uses_task_dependencies=job.uses_task_dependencies or None,
+        constraints=models.BatchJobConstraints(
+            max_wall_clock_time=job.max_wall_clock, max_task_retry_count=job.max_task_retries
+        ),
+        task_failure_mode=job.on_task_failure,
+        common_environment_settings=_environment(job.environment),
+        metadata=[models.BatchMetadataItem(name=k, value=v) for k, v in metadata.items()],
+    )
+
+
+def task_options(task: spec.Task, urls: Urls) -> models.BatchTaskCreateOptions:
+    """The add-task request for one task, with its SAS URLs filled in."""
+    environment = dict(task.environment)
+    for variable in task.container_urls:
+        environment[variable.variable] = urls.issuer.container_sas_url(variable.container, variable.access, urls.expiry)
+    constraints = None
+    if task.max_wall_clock or task.retention or task.retries is not None:
+        constraints = models.BatchTaskConstraints(
+            max_wall_clock_time=task.max_wall_clock, retention_time=task.retention, max_task_retry_count=task.retries
+        )
+    depends_on = None
+    if task.depends_on_ids or task.depends_on_ranges:
+        depends_on = models.BatchTaskDependencies(
+            task_ids=list(task.depends_on_ids) or None,
+            task_id_ranges=[models.BatchTaskIdRange(start=a, end=b) for a, b in task.depends_on_ranges] or None,
+        )
+    return models.BatchTaskCreateOptions(
+        id=task.id,
+        display_name=task.display_name,
+        command_line=task.command_line,
+        resource_files=[urls.resource_file(r) for r in task.resource_files] or None,
+        output_files=[urls.output_file(o) for o in task.output_files] or None,
+        environment_settings=_environment(environment),
+        constraints=constraints,
+        required_slots=task.required_slots if task.required_slots != 1 else None,
+        depends_on=depends_on,
+    )
+
+
+def enum_value(value: Any) -> str | None:
+    """The wire string of an SDK enum member (``"idle"``); ``str()`` would give ``"BatchNodeState.IDLE"``."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def metadata_of(resource: Any) -> dict[str, str]:
+    return {item.name: item.value for item in (getattr(resource, "metadata", None) or [])}
+
+
+class BatchService:
+    """One Batch account, as the steps use it."""
+
+    def __init__(self, target: Target) -> None:
+        self.client = target.batch_client()
+
+    # ----------------------------------------------------------------- pools
+
+    def get_pool(self, pool_id: str) -> models.BatchPool | None:
+        with service_errors(f"looking up pool {pool_id}"):
+            try:
+                return self.client.get_pool(pool_id)
+            except ResourceNotFoundError:
+                return None
+
+    def create_pool(self, options: models.BatchPoolCreateOptions) -> bool:
+        """Create the pool; returns False if one with this id already exists."""
+        with service_errors(f"creating pool {options.id}"):
+            try:
+                self.client.create_pool(options)
+            except ResourceExistsError:
+                return False
+        return True
+
+    def list_nodes(self, pool_id: str) -> list[models.BatchNode]:
+        with service_errors(f"listing the nodes of pool {pool_id}"):
+            return list(self.client.list_nodes(pool_id))
+
+    def delete_pool(self, pool_id: str) -> bool:
+        """Delete the pool and wait until it is gone; returns False if it did not exist."""
+        with service_errors(f"deleting pool {pool_id}"):
+            try:
+                self.client.begin_delete_pool(pool_id, polling_interval=LRO_POLL_SECONDS).result()
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ jobs
+
+    def get_job(self, job_id: str) -> models.BatchJob | None:
+        with service_errors(f"looking up job {job_id}"):
+            try:
+                return self.client.get_job(job_id)
+            except ResourceNotFoundError:
+                return None
+
+    def create_job(self, options: models.BatchJobCreateOptions) -> bool:
+        """Create the job; returns False if one with this id already exists."""
+        with service_errors(f"creating job {options.id}"):
+            try:
+                self.client.create_job(options)
+            except ResourceExistsError:
+                return False
+        return True
+
+    def terminate_job_when_tasks_complete(self, job_id: str) -> None:
+        with service_errors(f"updating job {job_id}"):
+            self.client.update_job(
+                job_id, models.BatchJobUpdateOptions(all_tasks_complete_mode=models.BatchAllTasksCompleteMode.TERMINATE_JOB)
+            )
+
+    def delete_job(self, job_id: str) -> bool:
+        """Delete the job (its running tasks are stopped) and wait; returns False if it did not exist."""
+        with service_errors(f"deleting job {job_id}"):
+            try:
+                self.client.begin_delete_job(job_id, polling_interval=LRO_POLL_SECONDS).result()
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    # ----------------------------------------------------------------- tasks
+
+    def task_ids(self, job_id: str) -> set[str]:
+        """The ids of every task in the job (one listing, ids only)."""
+        with service_errors(f"listing the tasks of job {job_id}"):
+            return {t.id for t in self.client.list_tasks(job_id, select=["id"])}
+
+    def add_tasks(self, job_id: str, tasks: Sequence[models.BatchTaskCreateOptions]) -> None:
+        """Add tasks; the SDK sends 100 per request and counts an existing task as added."""
+        try:
+            with service_errors(f"adding tasks to job {job_id}"):
+                self.client.create_tasks(job_id, list(tasks))
+        except RunFailed as failure:
+            error = failure.__cause__
+            if not isinstance(error, models.CreateTasksError):
+                raise
+            if error.failure_tasks:
+                first = error.failure_tasks[0]
+                code = getattr(first.error, "code", None) or first.status
+                message = getattr(getattr(first.error, "message", None), "value", None) or ""
+                raise RunFailed(
+                    f"adding task {first.task_id} to job {job_id} failed: {code}: {message.splitlines()[0] if message else ''}"
+                    + (f" ({len(error.failure_tasks) - 1} more failed)" if len(error.failure_tasks) > 1 else "")
+                ) from error
+            detail = describe(error.errors[0]) if error.errors else "unknown error"
+            raise RunFailed(f"adding tasks to job {job_id} failed: {detail}") from error
+
+    def task_counts(self, job_id: str) -> models.BatchTaskCounts:
+        with service_errors(f"reading the task counts of job {job_id}"):
+            return self.client.get_job_task_counts(job_id).task_counts
+
+    def completed_tasks(self, job_id: str) -> Iterator[models.BatchTask]:
+        """Every completed task with what the run records of it."""
+        with service_errors(f"listing the completed tasks of job {job_id}"):
+            yield from self.client.list_tasks(
+                job_id, filter="state eq 'completed'", select=["id", "state", "executionInfo", "nodeInfo"]
+            )
+
+    def task_file_tail(self, job_id: str, task_id: str, path: str, lines: int) -> str | None:
+        """The last ``lines`` lines of a task's file (``stderr.txt``), or None if it cannot be read."""
+        data = self.task_file(job_id, task_id, path)
+        return None if data is None else tail(data, lines)
+
+    def task_file(self, job_id: str, task_id: str, path: str) -> bytes | None:
+        with service_errors(f"reading {path} of task {task_id}"):
+            try:
+                return b"".join(self.client.download_task_file(job_id, task_id, path))
+            except ResourceNotFoundError:
+                return None
+
+    def node_file(self, pool_id: str, node_id: str, path: str) -> bytes | None:
+        with service_errors(f"reading {path} on node {node_id}"):
+            try:
+                return b"".join(self.client.download_node_file(pool_id, node_id, path))
+            except ResourceNotFoundError:
+                return None
+
+
+def tail(data: bytes, lines: int) -> str:
+    """The last ``lines`` lines of ``data``, decoded leniently."""
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+

@@ -1,0 +1,217 @@
+"""Blob storage for the steps: containers, uploads that skip unchanged blobs, SAS URLs, safe downloads.
+
+Everything goes through azure-storage-blob. Uploads compare the local file's
+MD5 with the blob's stored ``Content-MD5`` and send only what differs, and
+they store the MD5 explicitly (a chunked upload would otherwise have none).
+SAS tokens are as narrow as the use: read (and list, for a prefix) for
+resource files, create and write only for outputs. Downloads refuse blob
+names that would land outside the destination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobSasPermissions,
+    ContainerSasPermissions,
+    ContentSettings,
+    generate_blob_sas,
+    generate_container_sas,
+)
+
+from batchflow.cloud.errors import service_errors
+from batchflow.cloud.targets import Target
+from batchflow.errors import RunFailed
+
+UploadOutcome = Literal["new", "changed", "unchanged"]
+
+#: Start SAS validity a little in the past: the service's clock may be behind ours.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def file_md5(path: Path) -> bytes:
+    """The MD5 digest of a file, read in 1 MiB pieces."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for piece in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A blob's name, size and stored MD5 (``None`` when the service has none)."""
+
+    name: str
+    size: int
+    md5: bytes | None
+
+
+class UnsafeBlobName(RunFailed):
+    """A blob name that would write outside the download destination."""
+
+
+def safe_destination(root: Path, blob_name: str) -> Path:
+    """Where blob ``blob_name`` goes under ``root``; refuses names that escape it.
+
+    Refused: absolute names, ``..`` and ``.`` parts, empty parts, backslashes
+    and NUL, and any path through an existing symbolic link.
+    """
+    if not blob_name or "\\" in blob_name or "\x00" in blob_name or blob_name.startswith("/"):
+        raise UnsafeBlobName(f"refusing to download blob {blob_name!r}: not a safe relative name")
+    parts = PurePosixPath(blob_name).parts
+    if any(part in ("..", ".", "") for part in parts) or blob_name.split("/")[-1] == "":
+        raise UnsafeBlobName(f"refusing to download blob {blob_name!r}: it would leave {root}")
+    target = root.joinpath(*parts)
+    probe = root
+    for part in parts:
+        probe = probe / part
+        if probe.is_symlink():
+            raise UnsafeBlobName(f"refusing to download blob {blob_name!r}: {probe} is a symbolic link")
+    resolved_root = root.resolve()
+    if resolved_root not in target.resolve().parents:
+        raise UnsafeBlobName(f"refusing to download blob {blob_name!r}: it would leave {root}")
+    return target
+
+
+class BlobStore:
+    """One storage account, as the steps use it."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.service = target.blob_service()
+        self._delegation_key: Any = None
+        self._delegation_expiry: datetime | None = None
+
+    # ------------------------------------------------------------ containers
+
+    def create_container(self, name: str) -> bool:
+        """Create container ``name``; returns False when it already existed."""
+        with service_errors(f"creating container {name}"):
+            try:
+                self.service.create_container(name)
+            except ResourceExistsError:
+                return False
+        return True
+
+    def container_exists(self, name: str) -> bool:
+        with service_errors(f"looking up container {name}"):
+            return bool(self.service.get_container_client(name).exists())
+
+    def delete_container(self, name: str) -> bool:
+        """Delete container ``name``; returns False when it was already gone."""
+        with service_errors(f"deleting container {name}"):
+            try:
+                self.service.delete_container(name)
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    # ----------------------------------------------------------------- blobs
+
+    def blob_md5(self, container: str, blob: str) -> bytes | None | Literal[False]:
+        """The blob's stored MD5, ``None`` if it has none, ``False`` if there is no such blob."""
+        with service_errors(f"reading {container}/{blob}"):
+            try:
+                properties = self.service.get_blob_client(container, blob).get_blob_properties()
+            except ResourceNotFoundError:
+                return False
+        md5 = properties.content_settings.content_md5
+        return bytes(md5) if md5 else None
+
+    def upload(self, local: Path, container: str, blob: str, md5: bytes | None = None) -> UploadOutcome:
+        """Upload ``local`` unless the blob already has the same MD5; say which it was."""
+        md5 = md5 or file_md5(local)
+        existing = self.blob_md5(container, blob)
+        if existing == md5:
+            return "unchanged"
+        content_type = mimetypes.guess_type(local.name)[0] or "application/octet-stream"
+        with service_errors(f"uploading {local} to {container}/{blob}"), open(local, "rb") as data:
+            self.service.get_blob_client(container, blob).upload_blob(
+                data,
+                overwrite=True,
+                length=local.stat().st_size,
+                content_settings=ContentSettings(content_type=content_type, content_md5=bytearray(md5)),
+                max_concurrency=4,
+            )
+        return "new" if existing is False else "changed"
+
+    def list_blobs(self, container: str, prefix: str = "") -> list[BlobInfo]:
+        with service_errors(f"listing container {container}"):
+            return [
+                BlobInfo(b.name, b.size, bytes(b.content_settings.content_md5) if b.content_settings.content_md5 else None)
+                for b in self.service.get_container_client(container).list_blobs(name_starts_with=prefix or None)
+            ]
+
+    def download(self, container: str, blob: BlobInfo, root: Path) -> bool:
+        """Download ``blob`` under ``root`` unless an identical file is there; returns whether it was written."""
+        target = safe_destination(root, blob.name)
+        if target.is_file() and target.stat().st_size == blob.size:
+            if blob.md5 is None or file_md5(target) == blob.md5:
+                return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".download-")
+        try:
+            with service_errors(f"downloading {container}/{blob.name}"), os.fdopen(handle, "wb") as out:
+                self.service.get_blob_client(container, blob.name).download_blob(max_concurrency=4).readinto(out)
+            os.replace(temporary, target)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        return True
+
+    # ------------------------------------------------------------------- SAS
+
+    def _signing(self, expiry: datetime) -> dict[str, Any]:
+        """Keyword arguments that sign a SAS: the account key, or a user-delegation key."""
+        if self.target.storage_account_key:
+            return {"account_key": self.target.storage_account_key}
+        if self._delegation_key is None or (self._delegation_expiry and self._delegation_expiry < expiry):
+            start = datetime.now(timezone.utc) - CLOCK_SKEW
+            with service_errors("getting a user delegation key for SAS tokens"):
+                self._delegation_key = self.service.get_user_delegation_key(start, expiry)
+            self._delegation_expiry = expiry
+        return {"user_delegation_key": self._delegation_key}
+
+    def container_url(self, container: str) -> str:
+        return self.service.get_container_client(container).url
+
+    def container_sas_url(self, container: str, access: Literal["read", "write"], expiry: datetime) -> str:
+        """The container's URL with a SAS: ``read`` gives read and list, ``write`` gives create and write only."""
+        permission = (
+            ContainerSasPermissions(read=True, list=True)
+            if access == "read"
+            else ContainerSasPermissions(write=True, create=True)
+        )
+        token = generate_container_sas(
+            self.target.storage_account_name,
+            container,
+            permission=permission,
+            expiry=expiry,
+            start=datetime.now(timezone.utc) - CLOCK_SKEW,
+            **self._signing(expiry),
+        )
+        return f"{self.container_url(container)}?{token}"
+
+    def blob_sas_url(self, container: str, blob: str, expiry: datetime) -> str:
+        """One blob's URL with a read-only SAS."""
+        token = generate_blob_sas(
+            self.target.storage_account_name,
+            container,
+            blob,
+            permission=BlobSasPermissions(read=True),
+            expiry=expiry,
+            start=datetime.now(timezone.utc) - CLOCK_SKEW,
+            **self._signing(expiry),
+        )
+        return f"{self.service.get_blob_client(container, blob).url}?{token}"
+

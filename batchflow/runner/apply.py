@@ -1,0 +1,201 @@
+"""``apply``: run the nine steps of one run in order, recording each in the state file.
+
+The contract, as in Terraform's apply and DVC's repro:
+
+* one process per run: the run's lock is taken first, and a second ``apply``
+  or ``destroy`` is refused with the holder's name;
+* every step is recorded as running before it starts and as done (with its
+  summary) when it ends; a step found done is skipped, a step found running
+  (the process died in it) is run again, which is safe because steps look
+  before they act;
+* Ctrl-C and SIGTERM save the state and end with exit status 130 and the
+  command that resumes; SIGKILL leaves the same state a crash would, which
+  the next apply resumes from;
+* when tasks fail, the outputs that exist are still downloaded, each failure
+  is explained with its stderr, the job and pool are kept for ``batchflow
+  logs``, and the run ends with exit status 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchflow.cloud.batch import BatchService, tail
+from batchflow.cloud.storage import BlobStore
+from batchflow.cloud.targets import Target
+from batchflow.errors import Interrupted, RunFailed
+from batchflow.model.spec import Workflow
+from batchflow.plan.build import STEPS as STEP_TITLES
+from batchflow.runner.identity import fingerprint, run_directory, run_name, upload_digests
+from batchflow.state import RunLock, RunState, StateStore, new_state, set_step_status
+from batchflow.steps import STEPS
+from batchflow.steps.context import Reporter, RunContext
+
+STDERR_LINES = 20
+TITLES = dict(STEP_TITLES)
+
+
+@dataclass
+class ApplyResult:
+    """What a finished (or failed) apply reports."""
+
+    run: str
+    state_dir: Path
+    succeeded: bool
+    steps: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    outputs: str | None = None
+    already_finished: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "state_dir": str(self.state_dir),
+            "succeeded": self.succeeded,
+            "already_finished": self.already_finished,
+            "outputs": self.outputs,
+            "steps": self.steps,
+            "failures": self.failures,
+        }
+
+
+def open_run(workflow: Workflow, state_dir: Path, explicit_run: str | None) -> tuple[str, Path, dict[Path, bytes], str]:
+    """The run's name, its directory, the upload digests and the fingerprint."""
+    digests = upload_digests(workflow)
+    digest = fingerprint(workflow, digests)
+    run = run_name(workflow, digest, explicit_run)
+    return run, run_directory(state_dir, run), digests, digest
+
+
+def _failure_reports(ctx: RunContext) -> list[dict[str, Any]]:
+    """Each failed task with its exit code, failure info and the tail of its stderr."""
+    reports = []
+    for task in ctx.workflow.tasks:
+        record = ctx.state.tasks.get(task.id)
+        if record is None or record.result == "success":
+            continue
+        stderr = ctx.batch.task_file(ctx.workflow.job.id, task.id, "stderr.txt")
+        reports.append(
+            {
+                "task": task.id,
+                "exit_code": record.exit_code,
+                "failure": record.failure,
+                "node": record.node_id,
+                "stderr_tail": tail(stderr, STDERR_LINES) if stderr else None,
+            }
+        )
+    return reports
+
+
+def _result(ctx: RunContext, run_dir: Path, succeeded: bool, **extra: Any) -> ApplyResult:
+    download = ctx.workflow.download
+    return ApplyResult(
+        run=ctx.run,
+        state_dir=run_dir,
+        succeeded=succeeded,
+        steps={k: dict(v.summary, status=v.status) for k, v in ctx.state.steps.items()},
+        outputs=str(download.destination) if download else None,
+        **extra,
+    )
+
+
+def apply(
+    workflow: Workflow,
+    target: Target | None,
+    *,
+    state_dir: Path,
+    report: Reporter,
+    run: str | None = None,
+    assume_yes: bool = False,
+    resolve_target: Any = None,
+) -> ApplyResult:
+    """Run (or resume) the workflow's run and return its result.
+
+    :param target: where to run; or ``None`` with ``resolve_target`` (a
+        callable) to resolve it only when there is work to do, so that
+        re-applying a finished run starts no service.
+    :raises LockHeld: another process holds the run.
+    :raises RunFailed: a step failed; the state records where.
+    :raises Interrupted: Ctrl-C or SIGTERM; the state is saved.
+    """
+    run_id, run_dir, digests, digest = open_run(workflow, state_dir, run)
+    with RunLock(run_dir, "apply", run=run_id) as lock:
+        if lock.took_over:
+            report.warn(f"took over the lock left by {lock.took_over.describe()}, which is no longer running")
+        store = StateStore(run_dir)
+        state = store.load()
+        for warning in store.warnings:
+            report.warn(warning)
+        if state is None:
+            state = new_state(
+                run=run_id,
+                workflow=workflow.name,
+                workflow_file=str(workflow.path),
+                fingerprint=digest,
+                steps=[key for key, _ in STEPS],
+            )
+            store.save(state)
+        if _finished(state):
+            return _already_finished(workflow, state, run_id, run_dir, report)
+        target = target or resolve_target()
+        report.note(f"run {run_id} on {target.describe()}")
+        ctx = RunContext(
+            workflow=workflow,
+            run=run_id,
+            blobs=BlobStore(target),
+            batch=BatchService(target),
+            store=store,
+            state=state,
+            report=report,
+            assume_yes=assume_yes,
+            digests=digests,
+        )
+        return _run_steps(ctx, run_dir)
+
+
+def _finished(state: RunState) -> bool:
+    return all(record.status == "done" for record in state.steps.values()) and bool(state.steps)
+
+
+def _already_finished(workflow: Workflow, state: RunState, run_id: str, run_dir: Path, report: Reporter) -> ApplyResult:
+    download = workflow.download
+    where = f"; outputs in {download.destination}" if download else ""
+    report.note(f"run {run_id} already finished{where}")
+    return ApplyResult(
+        run=run_id,
+        state_dir=run_dir,
+        succeeded=True,
+        steps={k: dict(v.summary, status=v.status) for k, v in state.steps.items()},
+        outputs=str(download.destination) if download else None,
+        already_finished=True,
+    )
+
+
+def _run_steps(ctx: RunContext, run_dir: Path) -> ApplyResult:
+    total = len(STEPS)
+    for number, (key, step) in enumerate(STEPS, start=1):
+        record = ctx.state.steps.get(key)
+        if record is not None and record.status == "done":
+            ctx.report.step(number, f"{TITLES[key]}: done earlier")
+            continue
+        if key == "delete_containers" and ctx.state.steps["monitor"].summary.get("failed"):
+            break  # keep everything for `batchflow logs`; the failures are reported below
+        ctx.report.step(number, TITLES[key])
+        set_step_status(ctx.state, key, "running")
+        ctx.save()
+        try:
+            summary = step(ctx)
+        except RunFailed:
+            set_step_status(ctx.state, key, "failed")
+            ctx.save()
+            raise
+        except KeyboardInterrupt:
+            ctx.save()
+            raise Interrupted(f"interrupted during step {number}/{total} ({TITLES[key]}); the state is saved") from None
+        set_step_status(ctx.state, key, "done", summary=summary)
+        ctx.save()
+    if ctx.state.steps["monitor"].summary.get("failed", 0):
+        return _result(ctx, run_dir, False, failures=_failure_reports(ctx))
+    return _result(ctx, run_dir, True)

@@ -1,0 +1,45 @@
+"""Which run a workflow invocation belongs to, and where that run's state lives.
+
+A run is identified by the workflow's name and a fingerprint of its rendered
+definition: what it uploads (by content), the pool, the job, the tasks and
+the download. Fields that cannot change the result (the description, the
+monitor's timing, the cleanup policy, the variables themselves) are left
+out, so editing them resumes the same run. ``--run NAME`` overrides this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from batchflow.cloud.storage import file_md5
+from batchflow.model.spec import Workflow
+
+#: Top-level fields of Workflow.to_dict() that do not change what a run produces.
+IGNORED = ("description", "path", "variables", "monitor", "cleanup", "uploads")
+
+
+def upload_digests(workflow: Workflow) -> dict[Path, bytes]:
+    """The MD5 of every file to upload, computed once per apply."""
+    return {u.local_path: file_md5(u.local_path) for u in workflow.uploads}
+
+
+def fingerprint(workflow: Workflow, digests: dict[Path, bytes]) -> str:
+    """A hex digest of what defines the run's results."""
+    definition: dict[str, Any] = {k: v for k, v in workflow.to_dict().items() if k not in IGNORED}
+    definition["uploads"] = sorted(
+        [u.container, u.blob_name, digests[u.local_path].hex()] for u in workflow.uploads
+    )
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def run_name(workflow: Workflow, digest: str, explicit: str | None = None) -> str:
+    """``<workflow>-<first 10 hex digits>``, or the name given with ``--run``."""
+    return explicit or f"{workflow.name}-{digest[:10]}"
+
+
+def run_directory(state_dir: Path, run: str) -> Path:
+    return state_dir / run

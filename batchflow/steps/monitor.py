@@ -1,0 +1,80 @@
+"""Step 6: watch the tasks until all complete, then explain every failure with its stderr.
+
+Each poll reads the job's task counts, one small request whatever the number
+of tasks; the completed tasks are listed only when that count has moved, and
+only the transitions are appended to the state's task journal.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timezone
+from typing import Any
+
+from azure.batch import models
+
+from batchflow.cloud.batch import enum_value
+from batchflow.errors import RunFailed
+from batchflow.state import TaskRecord
+from batchflow.steps.context import RunContext
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_of(task: models.BatchTask) -> TaskRecord:
+    """What the state keeps of a completed task."""
+    info = task.execution_info
+    failure = None
+    if info is not None and info.failure_info is not None:
+        f = info.failure_info
+        failure = {"category": enum_value(f.category), "code": f.code, "message": f.message}
+    return TaskRecord(
+        task_id=task.id,
+        state=enum_value(task.state) or "completed",
+        exit_code=info.exit_code if info else None,
+        result=enum_value(info.result) if info else None,
+        retry_count=info.retry_count or 0 if info else 0,
+        node_id=task.node_info.node_id if task.node_info else None,
+        start_time=_iso(info.start_time) if info else None,
+        end_time=_iso(info.end_time) if info else None,
+        failure=failure,
+    )
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    job_id = ctx.workflow.job.id
+    total = len(ctx.workflow.tasks)
+    timeout = ctx.workflow.monitor.timeout.total_seconds()
+    interval = ctx.workflow.monitor.poll_interval.total_seconds()
+    deadline = time.monotonic() + timeout
+    ours = {t.id.lower() for t in ctx.workflow.tasks}
+    known_completed = sum(1 for r in ctx.state.tasks.values() if r.state == "completed")
+    progress = ctx.report.progress("tasks", total, "task")
+    try:
+        while True:
+            counts = ctx.batch.task_counts(job_id)
+            if counts.completed != known_completed:
+                finished = [record_of(t) for t in ctx.batch.completed_tasks(job_id) if t.id.lower() in ours]
+                ctx.store.record_tasks(finished)
+                known_completed = counts.completed
+            if ctx.store.journal_length > total:
+                ctx.store.compact()  # keep the journal short during a long watch
+            progress.update(counts.completed, f"{counts.running} running, {counts.active} waiting, {counts.failed} failed")
+            if counts.completed >= total and counts.active == 0 and counts.running == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RunFailed(
+                    f"the monitor timeout ({ctx.workflow.monitor.timeout}) passed with {counts.completed} of {total} "
+                    f"tasks complete ({counts.running} running, {counts.active} waiting); run the same command to keep waiting"
+                )
+            time.sleep(interval)
+    finally:
+        progress.close()
+    records = [ctx.state.tasks[t.id] for t in ctx.workflow.tasks if t.id in ctx.state.tasks]
+    failed = [r for r in records if r.result != "success"]
+    summary = {"total": total, "succeeded": len(records) - len(failed), "failed": len(failed)}
+    ctx.report.note(f"{summary['succeeded']} succeeded, {summary['failed']} failed")
+    return summary

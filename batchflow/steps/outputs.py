@@ -1,0 +1,46 @@
+"""Step 7: download the outputs; a blob name never places a file outside the destination."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from batchflow.cloud.storage import BlobInfo, UnsafeBlobName
+from batchflow.errors import RunFailed
+from batchflow.steps.context import RunContext
+
+WORKERS = 8
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    download = ctx.workflow.download
+    if download is None:
+        ctx.report.note("nothing to download")
+        return {"downloaded": 0, "unchanged": 0}
+    blobs = ctx.blobs.list_blobs(download.container, download.prefix)
+    download.destination.mkdir(parents=True, exist_ok=True)
+    refused: list[str] = []
+    written = unchanged = 0
+    progress = ctx.report.progress("downloading", len(blobs), "file")
+
+    def one(blob: BlobInfo) -> bool:
+        return ctx.blobs.download(download.container, blob, download.destination)
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        futures = {pool.submit(one, blob): blob for blob in blobs}
+        try:
+            for done, future in enumerate(as_completed(futures), start=1):
+                try:
+                    if future.result():
+                        written += 1
+                    else:
+                        unchanged += 1
+                except UnsafeBlobName as error:
+                    refused.append(error.message)
+                progress.update(done, futures[future].name)
+        finally:
+            progress.close()
+    ctx.report.note(f"{written} downloaded, {unchanged} already there, into {download.destination}")
+    if refused:
+        raise RunFailed("\n".join(refused))
+    return {"downloaded": written, "unchanged": unchanged, "destination": str(download.destination)}
