@@ -138,6 +138,8 @@ def _answers_http(port: int, timeout: float = 1.0) -> bool:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR as the servers use it: connections in TIME_WAIT do not make a port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((account.HOST, port))
         except OSError:
@@ -213,24 +215,29 @@ def ensure_running(
     home = _home(home)
     with _locked(home):
         blob = _read_record(home, AZURITE)
+        batch = _read_record(home, BATCH)
+        # Check both ports before starting anything, so a busy port leaves nothing half-started.
+        new_blob_port = None if blob else _choose_port(blob_port, "BATCHFLOW_BLOB_PORT", account.DEFAULT_BLOB_PORT, "--blob-port")
+        new_batch_port = None if batch else _choose_port(batch_port, "BATCHFLOW_BATCH_PORT", account.DEFAULT_BATCH_PORT, "--batch-port")
+        if new_blob_port is not None and new_blob_port == new_batch_port:
+            raise SetupError(f"the Batch service and Azurite cannot share port {new_blob_port}")
         if blob is None:
-            port = _choose_port(blob_port, "BATCHFLOW_BLOB_PORT", account.DEFAULT_BLOB_PORT, "--blob-port")
+            assert new_blob_port is not None
             executable = azurite_executable or azurite.ensure_executable(home)
-            _launch(home, AZURITE, azurite.command(executable, home, port), port, timeout=60)
+            _launch(home, AZURITE, azurite.command(executable, home, new_blob_port), new_blob_port, timeout=60)
             blob = _read_record(home, AZURITE)
             assert blob is not None
         blob_port_used = int(blob["port"])
-        batch = _read_record(home, BATCH)
         if batch is None:
-            port = _choose_port(batch_port, "BATCHFLOW_BATCH_PORT", account.DEFAULT_BATCH_PORT, "--batch-port")
+            assert new_batch_port is not None
             argv = [
                 sys.executable, "-m", "batchflow.local.emulator",
-                "--home", str(home), "--port", str(port),
+                "--home", str(home), "--port", str(new_batch_port),
                 "--blob-endpoint", account.blob_endpoint(blob_port_used),
             ]
             if max_nodes:
                 argv += ["--max-nodes", str(max_nodes)]
-            _launch(home, BATCH, argv, port, timeout=30)
+            _launch(home, BATCH, argv, new_batch_port, timeout=30)
             batch = _read_record(home, BATCH)
             assert batch is not None
         return LocalEndpoints.for_ports(int(batch["port"]), blob_port_used)

@@ -1,0 +1,72 @@
+"""Process trees end with their task, and a crashed service picks up where it was."""
+
+from __future__ import annotations
+
+from azure.batch import models
+
+from tests.conftest import task_processes, unique
+from tests.local.support import cleanup, create_job, create_pool, read_task_file, wait_for, wait_task, wait_tasks_completed
+
+
+def test_deleting_a_job_with_running_tasks_leaves_no_process(local_services):
+    client = local_services.batch_client()
+    pool_id, job_id = unique("pool"), unique("job")
+    create_pool(client, pool_id, nodes=2, task_slots_per_node=2)
+    create_job(client, job_id, pool_id)
+    try:
+        # Each task forks: a background sleeper and a foreground one, so a whole tree must die.
+        client.create_tasks(job_id, [
+            models.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/sh -c 'sleep 60 & sleep 60'") for i in range(3)
+        ])
+        wait_for(lambda: client.get_job_task_counts(job_id).task_counts.running == 3, what="three running tasks")
+        wait_for(lambda: len(task_processes(local_services.home)) >= 6, what="the task process trees")
+        client.begin_delete_job(job_id, polling_interval=0.05).result()
+        assert task_processes(local_services.home) == []
+    finally:
+        cleanup(client, pool_id=pool_id)
+
+
+def test_terminating_tasks_and_jobs(local_services):
+    client = local_services.batch_client()
+    pool_id, job_id = unique("pool"), unique("job")
+    create_pool(client, pool_id, nodes=1, task_slots_per_node=2)
+    create_job(client, job_id, pool_id)
+    try:
+        client.create_tasks(job_id, [
+            models.BatchTaskCreateOptions(id=f"t{i}", command_line="sleep 60") for i in range(3)
+        ])
+        running = wait_for(lambda: list(client.list_tasks(job_id, filter="state eq 'running'")), what="a running task")
+        client.terminate_task(job_id, running[0].id)
+        ended = wait_task(client, job_id, running[0].id)
+        assert ended.execution_info.failure_info.code == "TaskEnded"
+        client.begin_terminate_job(job_id, {"terminateReason": "enough"}, polling_interval=0.05).result()
+        job = client.get_job(job_id)
+        assert job.state == models.BatchJobState.COMPLETED
+        assert job.execution_info.termination_reason == "enough"
+        states = {t.id: t.state for t in client.list_tasks(job_id)}
+        assert list(states.values()).count(models.BatchTaskState.COMPLETED) >= 2
+        assert task_processes(local_services.home) == []
+    finally:
+        cleanup(client, job_id, pool_id)
+
+
+def test_service_killed_and_restarted_finishes_every_task(local_services):
+    client = local_services.batch_client()
+    pool_id, job_id = unique("pool"), unique("job")
+    create_pool(client, pool_id, nodes=2, task_slots_per_node=2)
+    create_job(client, job_id, pool_id)
+    command = "/bin/sh -c 'sleep 0.5; echo result-$AZ_BATCH_TASK_ID'"
+    try:
+        client.create_tasks(job_id, [models.BatchTaskCreateOptions(id=f"t{i}", command_line=command) for i in range(8)])
+        wait_for(lambda: client.get_job_task_counts(job_id).task_counts.running >= 2, what="running tasks")
+        local_services.kill_batch()
+        local_services.start_batch()
+        tasks = wait_tasks_completed(client, job_id, timeout=40)
+        assert len(tasks) == 8
+        for task in tasks:
+            assert task.execution_info.exit_code == 0
+            assert read_task_file(client, job_id, task.id, "stdout.txt") == f"result-{task.id}\n"
+        assert any(task.execution_info.requeue_count >= 1 for task in tasks)
+        assert client.get_pool(pool_id).current_dedicated_nodes == 2
+    finally:
+        cleanup(client, job_id, pool_id)
