@@ -183,8 +183,9 @@ def _run_steps(ctx: RunContext, run_dir: Path) -> ApplyResult:
         if key == "delete_containers" and ctx.state.steps["monitor"].summary.get("failed"):
             break  # keep everything for `batchflow logs`; the failures are reported below
         ctx.report.step(number, TITLES[key])
+        ctx.current_step = key
         set_step_status(ctx.state, key, "running")
-        ctx.save()
+        ctx.store.save(ctx.state)
         try:
             summary = step(ctx)
         except RunFailed:
@@ -195,7 +196,7 @@ def _run_steps(ctx: RunContext, run_dir: Path) -> ApplyResult:
             ctx.save()
             raise Interrupted(f"interrupted during step {number}/{total} ({TITLES[key]}); the state is saved") from None
         set_step_status(ctx.state, key, "done", summary=summary)
-        ctx.save()
+        ctx.store.save(ctx.state)
     if ctx.state.steps["monitor"].summary.get("failed", 0):
         return _result(ctx, run_dir, False, failures=_failure_reports(ctx))
     return _result(ctx, run_dir, True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -11,6 +14,9 @@ from batchflow.cloud.batch import BatchService, Urls
 from batchflow.cloud.storage import BlobStore
 from batchflow.model.spec import Workflow
 from batchflow.state import RunState, StateStore
+
+#: Environment variable naming a step to pause inside (see RunContext.checkpoint).
+FAULT_PAUSE = "BATCHFLOW_FAULT_PAUSE"
 
 #: SAS tokens outlive the monitor timeout by this much, so that the last tasks
 #: can still upload their outputs and the download can still read them.
@@ -55,6 +61,7 @@ class RunContext:
     assume_yes: bool = False
     #: The MD5 of each file to upload, computed once when the run was identified.
     digests: dict[Path, bytes] = field(default_factory=dict)
+    _paused: set[str] = field(default_factory=set, repr=False)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -68,8 +75,27 @@ class RunContext:
         expiry = datetime.now(timezone.utc) + self.workflow.monitor.timeout + SAS_MARGIN
         return Urls(self.blobs, expiry)
 
+    #: The step being run, for :meth:`checkpoint`.
+    current_step: str = ""
+
     def save(self) -> None:
+        """Write the state, then pass a checkpoint: each save marks a unit of work done."""
         self.store.save(self.state)
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Mark a point between two units of a step's work (one file, one round of tasks).
+
+        Fault injection for the resume tests: with ``BATCHFLOW_FAULT_PAUSE=<step>``
+        in the environment, the first checkpoint inside that step stops for
+        ``BATCHFLOW_FAULT_PAUSE_SECONDS`` (default 60) so that a test can kill the
+        process in the middle of that step. Without the variable it does nothing.
+        """
+        wanted = os.environ.get(FAULT_PAUSE)
+        if wanted and wanted == self.current_step and wanted not in self._paused:
+            self._paused.add(wanted)
+            print(f"batchflow: paused inside step {wanted} (pid {os.getpid()})", file=sys.stderr, flush=True)
+            time.sleep(float(os.environ.get(FAULT_PAUSE + "_SECONDS", "60")))
 
     def resources(self, kind: str) -> dict[str, Any]:
         """The state's record of what this run made of ``kind`` (containers, pool, job)."""

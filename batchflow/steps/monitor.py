@@ -60,6 +60,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 finished = [record_of(t) for t in ctx.batch.completed_tasks(job_id) if t.id.lower() in ours]
                 ctx.store.record_tasks(finished)
                 known_completed = counts.completed
+                ctx.checkpoint()
             if ctx.store.journal_length > total:
                 ctx.store.compact()  # keep the journal short during a long watch
             progress.update(counts.completed, f"{counts.running} running, {counts.active} waiting, {counts.failed} failed")

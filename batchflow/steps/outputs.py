@@ -38,6 +38,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 except UnsafeBlobName as error:
                     refused.append(error.message)
                 progress.update(done, futures[future].name)
+                ctx.checkpoint()
         finally:
             progress.close()
     ctx.report.note(f"{written} downloaded, {unchanged} already there, into {download.destination}")

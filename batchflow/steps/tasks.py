@@ -23,6 +23,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             chunk = missing[start : start + ROUND]
             ctx.batch.add_tasks(job_id, [task_options(t, urls) for t in chunk])
             progress.update(start + len(chunk))
+            ctx.checkpoint()
     finally:
         progress.close()
     if ctx.workflow.job.on_all_tasks_complete == "terminatejob":

@@ -28,6 +28,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             for done, future in enumerate(as_completed(futures), start=1):
                 outcomes[future.result()] += 1
                 progress.update(done, futures[future].blob_name)
+                ctx.checkpoint()
         finally:
             progress.close()
     summary = {key: outcomes.get(key, 0) for key in ("new", "changed", "unchanged")}

@@ -1,0 +1,158 @@
+"""`batchflow apply` end to end on the local services: results, reruns, failures, locks, secrets."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from batchflow.local import account
+from tests.e2e.harness import WORKFLOWS, Batchflow, check_topwords_outputs, secrets_in, topwords_variant
+
+
+def test_topwords_runs_and_outputs_are_correct(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
+    workflow, pool, job = topwords_variant(batchflow.cwd, cleanup="  containers: delete\n  job: delete\n  pool: delete\n")
+    run = batchflow.run("apply", str(workflow))
+    assert run.returncode == 0, run.stderr
+    for number in range(1, 10):
+        assert f"[{number}/9]" in run.stderr
+    inputs = sorted((batchflow.cwd / "topwords" / "data").glob("*.txt"))
+    check_topwords_outputs(inputs, batchflow.cwd / "output" / "topwords", 3, job, pool)
+    assert "outputs in" in run.stdout
+
+    # the run deleted its job, pool and containers
+    client = local_services.batch_client()
+    assert pool not in {p.id for p in client.list_pools()}
+    assert "input" not in {c.name for c in local_services.blob_service().list_containers()}
+
+    # no secret in the state, the outputs, or what was printed
+    keys = [account.BATCH_ACCOUNT_KEY, account.STORAGE_ACCOUNT_KEY]
+    assert not secrets_in([batchflow.cwd / ".batchflow", batchflow.cwd / "output"], keys)
+    assert not any(k in run.stdout + run.stderr for k in keys) and "sig=" not in run.stdout + run.stderr
+
+    # applying a finished run again is a quick no-op that says where the outputs are
+    started = time.monotonic()
+    again = batchflow.run("apply", str(workflow))
+    assert again.returncode == 0, again.stderr
+    assert "already finished; outputs in" in again.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_templated_rerun_with_new_inputs(batchflow: Batchflow) -> None:
+    workflow, pool, job = topwords_variant(batchflow.cwd, cleanup="  containers: delete\n  job: delete\n  pool: delete\n")
+    first = batchflow.run("apply", str(workflow))
+    assert first.returncode == 0, first.stderr
+    more = batchflow.cwd / "more"
+    more.mkdir()
+    (more / "one.txt").write_text("red green blue green red red yellow blue green red\n")
+    (more / "two.txt").write_text("\ufeffsea, sky; sea! land? sky sea: land... (sky) sea\n", encoding="utf-8")
+    second = batchflow.run(
+        "apply", str(workflow), "--set", f"input_files={more}/*.txt", "--set", "numwords=5",
+        "--set", "output_dir=output/more",
+    )
+    assert second.returncode == 0, second.stderr
+    assert "already finished" not in second.stderr  # a new run: the definition changed
+    check_topwords_outputs(sorted(more.glob("*.txt")), batchflow.cwd / "output" / "more", 5, job, pool)
+    runs = sorted(p.name for p in (batchflow.cwd / ".batchflow").iterdir())
+    assert len(runs) == 2 and all(r.startswith("topwords-") for r in runs)
+
+
+def test_failing_task_exits_1_with_its_stderr(batchflow: Batchflow) -> None:
+    workflow, pool, job = topwords_variant(batchflow.cwd)
+    text = workflow.read_text().replace(
+        'python3 "$AZ_BATCH_NODE_SHARED_DIR/topwords.py"',
+        'echo "cannot parse {{ file.name }}: bad magic" >&2; exit 3; python3 "$AZ_BATCH_NODE_SHARED_DIR/topwords.py"',
+    )
+    workflow.write_text(text)
+    run = batchflow.run("apply", str(workflow))
+    assert run.returncode == 1, run.stderr
+    assert "task topNtask0 failed with exit code 3" in run.stderr
+    assert "cannot parse bread.txt: bad magic" in run.stderr
+    assert f"batchflow logs {workflow} topNtask0 --stderr" in run.stderr
+    logs = batchflow.run("logs", str(workflow), "topNtask1", "--stderr")
+    assert logs.returncode == 0 and "cannot parse lighthouse.txt: bad magic" in logs.stdout
+    status = batchflow.run("status", str(workflow), "--output", "json")
+    report = json.loads(status.stdout)
+    assert report["tasks"]["failed"] == 3 and len(report["failures"]) == 3
+    destroyed = batchflow.run("destroy", str(workflow), "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert f"job {job}" in destroyed.stdout and f"pool {pool}" in destroyed.stdout
+
+
+def test_a_second_apply_on_the_same_run_is_refused(batchflow: Batchflow) -> None:
+    workflow, _, _ = topwords_variant(batchflow.cwd, sleep=3)
+    first = batchflow.start("apply", str(workflow))
+    try:
+        deadline = time.monotonic() + 60
+        lock_files = []
+        while not lock_files and time.monotonic() < deadline:
+            lock_files = list((batchflow.cwd / ".batchflow").glob("*/lock.json")) if (batchflow.cwd / ".batchflow").exists() else []
+            time.sleep(0.1)
+        assert lock_files, "the first apply never took its lock"
+        second = batchflow.run("apply", str(workflow))
+        assert second.returncode == 1
+        assert f"is locked by apply (pid {first.pid}" in second.stderr
+    finally:
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    destroyed = batchflow.run("destroy", str(workflow), "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+
+
+def test_malicious_blob_name_is_refused_on_download(batchflow: Batchflow, tmp_path: Path) -> None:
+    workflow, _, _ = topwords_variant(batchflow.cwd)
+    escape = tmp_path.parent / f"escaped-{tmp_path.name}.txt"
+    # one task also uploads a blob whose name is an absolute path
+    text = workflow.read_text().replace(
+        'python3 "$AZ_BATCH_NODE_SHARED_DIR/topwords.py"',
+        'python3 -c "import os,sys; sys.path.insert(0, os.environ[\'AZ_BATCH_NODE_SHARED_DIR\']); '
+        f"import topwords; topwords.put_blob(os.environ['OUTPUT_CONTAINER_URL'], '{escape}', b'pwned')\"; "
+        'python3 "$AZ_BATCH_NODE_SHARED_DIR/topwords.py"',
+    )
+    workflow.write_text(text)
+    run = batchflow.run("apply", str(workflow))
+    assert run.returncode == 1, run.stderr
+    assert f"refusing to download blob '{escape}'" in run.stderr
+    assert not escape.exists()
+    assert len(list((batchflow.cwd / "output" / "topwords").glob("*_OUTPUT.txt"))) == 3
+    batchflow.run("destroy", str(workflow), "--yes")
+
+
+def test_azure_target_from_local_env(batchflow: Batchflow) -> None:
+    """The azure target's configuration path, fed by `batchflow local env`."""
+    workflow, _, _ = topwords_variant(batchflow.cwd, cleanup="  containers: delete\n  job: delete\n  pool: delete\n")
+    exported = json.loads(batchflow.run("local", "env", "--json").stdout)
+    assert set(exported) >= {"AZURE_BATCH_ENDPOINT", "AZURE_BATCH_ACCOUNT_NAME", "AZURE_BATCH_ACCOUNT_KEY", "AZURE_STORAGE_CONNECTION_STRING"}
+    run = batchflow.run("apply", str(workflow), "--target", "azure", **exported)
+    assert run.returncode == 0, run.stderr
+    assert "on azure (Batch http://127.0.0.1:" in run.stderr
+    assert len(list((batchflow.cwd / "output" / "topwords").glob("*_OUTPUT.txt"))) == 3
+
+
+def test_ffmpeg_converts_every_file(batchflow: Batchflow, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    media = tmp_path / "media"
+    subprocess.run([sys.executable, str(WORKFLOWS / "ffmpeg" / "make_samples.py"), "--dest", str(media)], check=True)
+    shutil.copytree(WORKFLOWS / "ffmpeg", batchflow.cwd / "ffmpeg", dirs_exist_ok=True)
+    text = (WORKFLOWS / "ffmpeg.yaml").read_text().replace("job: ask", "job: delete").replace("pool: ask", "pool: delete")
+    workflow = batchflow.cwd / "ffmpeg.yaml"
+    workflow.write_text(text)
+    run = batchflow.run("apply", str(workflow), "--set", f"input_files={media}/*.mp4")
+    assert run.returncode == 0, run.stderr
+    out = batchflow.cwd / "output" / "ffmpeg"
+    inputs = sorted(media.glob("*.mp4"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}.mp3" for p in inputs)
+
+    def duration(path: Path) -> float:
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+            capture_output=True, text=True, check=True,
+        )
+        return float(probe.stdout.strip())
+
+    for source in inputs:
+        mp3 = out / f"{source.stem}.mp3"
+        assert abs(duration(mp3) - duration(source)) < 0.5, mp3
