@@ -34,6 +34,13 @@ from batchflow.errors import RunFailed
 
 UploadOutcome = Literal["new", "changed", "unchanged"]
 
+#: Partial downloads are written under this prefix and renamed when complete;
+#: ones left by a killed process are removed by :func:`remove_partial_downloads`.
+PARTIAL_PREFIX = ".batchflow-partial-"
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 #: Start SAS validity a little in the past: the service's clock may be behind ours.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -81,6 +88,16 @@ def safe_destination(root: Path, blob_name: str) -> Path:
     if resolved_root not in target.resolve().parents:
         raise UnsafeBlobName(f"refusing to download blob {blob_name!r}: it would leave {root}")
     return target
+
+
+def remove_partial_downloads(root: Path) -> int:
+    """Delete the partial files a killed download left under ``root``; returns how many."""
+    removed = 0
+    for leftover in root.rglob(PARTIAL_PREFIX + "*") if root.is_dir() else []:
+        if leftover.is_file() and not leftover.is_symlink():
+            leftover.unlink()
+            removed += 1
+    return removed
 
 
 class BlobStore:
@@ -159,10 +176,11 @@ class BlobStore:
             if blob.md5 is None or file_md5(target) == blob.md5:
                 return False
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".download-")
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
         try:
             with service_errors(f"downloading {container}/{blob.name}"), os.fdopen(handle, "wb") as out:
                 self.service.get_blob_client(container, blob.name).download_blob(max_concurrency=4).readinto(out)
+            os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; a download is an ordinary file
             os.replace(temporary, target)
         finally:
             if os.path.exists(temporary):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from batchflow.cloud.storage import BlobInfo, UnsafeBlobName
+from batchflow.cloud.storage import BlobInfo, UnsafeBlobName, remove_partial_downloads
 from batchflow.errors import RunFailed
 from batchflow.steps.context import RunContext
 
@@ -19,6 +19,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
         return {"downloaded": 0, "unchanged": 0}
     blobs = ctx.blobs.list_blobs(download.container, download.prefix)
     download.destination.mkdir(parents=True, exist_ok=True)
+    if remove_partial_downloads(download.destination):
+        ctx.report.note("removed partial files left by an interrupted download")
     refused: list[str] = []
     written = unchanged = 0
     progress = ctx.report.progress("downloading", len(blobs), "file")
