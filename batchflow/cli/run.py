@@ -16,8 +16,13 @@ from batchflow.errors import BatchflowError, Interrupted, RunFailed, UsageError
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that say where a run goes and where its state lives."""
+    """The workflow options, and where a run goes and where its state lives."""
     add_workflow_arguments(parser)
+    add_target_arguments(parser)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a run goes (``--target``) and where its state lives (``--state-dir``, ``--run``)."""
     parser.add_argument(
         "--target", default="local",
         help="local (default: Azurite and the local Batch service), azure (from AZURE_* environment "

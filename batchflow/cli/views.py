@@ -34,16 +34,34 @@ def print_diagnostics(diagnostics: list[Diagnostic], output: str = "text", file:
         print(f"batchflow: {errors} error(s); nothing was created", file=out)
 
 
-def print_plan(name: str, steps: list[PlannedStep], output: str = "text") -> None:
-    """Print the nine planned steps."""
+def print_plan(
+    name: str,
+    steps: list[PlannedStep],
+    output: str = "text",
+    *,
+    notes: dict[str, list[str]] | None = None,
+    context: list[str] | None = None,
+) -> None:
+    """Print the nine planned steps, each with what apply would do (``notes``)."""
+    notes = notes or {}
     if output == "json":
-        print_json({"workflow": name, "steps": [s.to_json() for s in steps]})
+        print_json(
+            {
+                "workflow": name,
+                "context": context or [],
+                "steps": [{**s.to_json(), "apply_would": notes.get(s.key, [])} for s in steps],
+            }
+        )
         return
     print(f"Plan for workflow {name}:")
+    for line in context or []:
+        print(f"  {line}")
     for step in steps:
         print(f"[{step.number}/{len(steps)}] {step.title}: {step.summary}")
         for line in step.details:
             print(f"      {line}")
+        for line in notes.get(step.key, []):
+            print(f"      => {line}")
 
 
 def print_failure(failure: dict[str, Any], args: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from batchflow.cli import views
 from batchflow.model.load import LoadResult, load_workflow
@@ -56,9 +57,56 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    result = load(args)
-    views.print_plan(result.workflow.name, describe(result.workflow), args.output)
+    workflow = load(args).workflow
+    notes, context = _compare(args, workflow)
+    views.print_plan(workflow.name, describe(workflow), args.output, notes=notes, context=context)
     return 0
+
+
+def _compare(args: argparse.Namespace, workflow: Any) -> tuple[dict[str, list[str]], list[str]]:
+    """Annotations from the run's state and, when reachable without starting anything, the live service."""
+    from batchflow.errors import BatchflowError
+    from batchflow.plan.compare import annotate
+    from batchflow.runner.apply import open_run
+    from batchflow.state import StateStore
+
+    if args.offline:
+        return {}, []
+    run, run_dir, digests, _ = open_run(workflow, args.state_dir, args.run)
+    state = StateStore(run_dir).load()
+    context = [f"run {run}: " + ("has state in " + str(run_dir) if state else "not started")]
+    observed = None
+    try:
+        target = _target_without_starting(args.target)
+        if target is None:
+            context.append("the local services are not running, so the plan shows the definition only")
+        else:
+            from batchflow.cloud.observe import observe
+
+            observed = observe(workflow, target, digests)
+            context.append(f"compared with {target.describe()}")
+    except BatchflowError as error:
+        context.append(f"could not look at the service: {error.message}")
+    return annotate(workflow, run, state, observed), context
+
+
+def _target_without_starting(name: str) -> Any:
+    """The target, or None for local services that are not running (plan never starts them)."""
+    from batchflow.cloud.targets import Target, resolve
+
+    if name != "local":
+        return resolve(name)
+    from batchflow.local import services
+
+    status = services.status()
+    if not (status.batch.running and status.azurite.running) or status.endpoints is None:
+        return None
+    e = status.endpoints
+    return Target(
+        name="local", kind="local", batch_endpoint=e.batch_endpoint, blob_endpoint=e.blob_endpoint,
+        storage_account_name=e.storage_account_name, batch_account_name=e.batch_account_name,
+        batch_account_key=e.batch_account_key, storage_account_key=e.storage_account_key,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -74,7 +122,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     plan = subparsers.add_parser(
         "plan", help="show what each of the nine steps would do",
         description="Show the nine steps with concrete values: containers, files and sizes, the pool, "
-        "the job, the tasks and their commands, the download and the cleanup.",
+        "the job, the tasks and their commands, the download and the cleanup; compared with the run's "
+        "state and with the service (which plan never starts): what exists, what would be created, "
+        "reused, uploaded, added and deleted.",
     )
     add_workflow_arguments(plan)
+    from batchflow.cli.run import add_target_arguments
+
+    add_target_arguments(plan)
+    plan.add_argument("--offline", action="store_true", help="show the definition only; look at no state or service")
     plan.set_defaults(func=plan_command)

@@ -156,3 +156,56 @@ def test_ffmpeg_converts_every_file(batchflow: Batchflow, tmp_path: Path) -> Non
     for source in inputs:
         mp3 = out / f"{source.stem}.mp3"
         assert abs(duration(mp3) - duration(source)) < 0.5, mp3
+
+
+def test_plan_compares_with_state_and_service(batchflow: Batchflow) -> None:
+    workflow, pool, job = topwords_variant(batchflow.cwd)
+    before = batchflow.run("plan", str(workflow), "--output", "json")
+    assert before.returncode == 0, before.stderr
+    steps = {s["key"]: s["apply_would"] for s in json.loads(before.stdout)["steps"]}
+    assert steps["uploads"] == ["4 new, 0 changed, 0 unchanged (by MD5)"]
+    assert steps["pool"] == [f"pool {pool} will be created"]
+    assert steps["job"] == [f"job {job} will be created"]
+
+    applied = batchflow.run("apply", str(workflow))
+    assert applied.returncode == 0, applied.stderr
+    after = batchflow.run("plan", str(workflow))
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.count("=> done in this run already; apply skips it") == 9
+
+    # a changed input makes a new run: the plan says which blobs changed
+    (batchflow.cwd / "topwords" / "data" / "tides.txt").write_text("a different tide\n")
+    changed = batchflow.run("plan", str(workflow), "--output", "json")
+    steps = {s["key"]: s["apply_would"] for s in json.loads(changed.stdout)["steps"]}
+    assert steps["uploads"] == ["0 new, 1 changed, 3 unchanged (by MD5)"]
+    assert "exists and will be reused" in steps["pool"][0]
+    assert "belongs to another run" in steps["job"][0]
+    destroyed = batchflow.run("destroy", str(workflow), "--run", _only_run(batchflow), "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert f"job {job}" in destroyed.stdout
+
+
+def _only_run(batchflow: Batchflow) -> str:
+    runs = [p.name for p in (batchflow.cwd / ".batchflow").iterdir()]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(batchflow: Batchflow) -> None:
+    import signal
+
+    workflow, _, _ = topwords_variant(batchflow.cwd, sleep=2)
+    process = batchflow.start("apply", str(workflow), BATCHFLOW_FAULT_PAUSE="monitor", BATCHFLOW_FAULT_PAUSE_SECONDS="60")
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "paused inside step monitor" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert f"Resume with: batchflow apply {workflow}" in err
+    assert "Traceback" not in err
+    resumed = batchflow.run("apply", str(workflow))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "took over" not in resumed.stderr  # the interrupted apply released its lock
+    batchflow.run("destroy", str(workflow), "--yes")
