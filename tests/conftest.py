@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from batchflow.errors import SetupError
 from batchflow.local import azurite, services
 
 #: Homes of local services started in this session, for the leak check.
@@ -87,7 +88,16 @@ class LocalServices:
 
     def start_batch(self) -> None:
         """Start the Batch service again on its old port (after kill_batch)."""
-        services.ensure_running(self.home, batch_port=self.batch_port, azurite_executable=self._azurite, max_nodes=4)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                services.ensure_running(self.home, batch_port=self.batch_port, azurite_executable=self._azurite, max_nodes=4)
+                return
+            except SetupError:
+                # The old process's port can take a moment to be released after SIGKILL.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 def unique(prefix: str) -> str:
