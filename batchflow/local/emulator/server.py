@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import json
 import socket
+import sys
 import threading
 import traceback
 import uuid
@@ -138,6 +139,12 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up (and the shutdown wake-up connection) are normal, not errors."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class EmulatorServer:
