@@ -25,13 +25,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from azure.core.pipeline.policies import RetryPolicy
 
 from batchflow.errors import SetupError, UsageError
 
-#: azure-core retries 408, 429, 500, 502, 503 and 504 with exponential backoff;
-#: batchflow allows more attempts than the default 3 so that a busy service
-#: (or the local service's fault simulation) is ridden out, not reported.
-RETRY_SETTINGS = {"retry_total": 8, "retry_backoff_factor": 0.5, "retry_backoff_max": 30}
+#: azure-core retries 408, 429, 500, 502, 503 and 504 with exponential backoff.
+#: batchflow allows more attempts than azure-core's 3 status retries, so that a
+#: busy service (or the local service's fault simulation) is ridden out, not
+#: reported.
+RETRY_SETTINGS = {"retry_total": 8, "retry_status": 8, "retry_backoff_factor": 0.5, "retry_backoff_max": 30}
+
+
+class RepeatablePostRetryPolicy(RetryPolicy):
+    """azure-core's retry policy, also retrying POST and PATCH on 408, 429 and 502.
+
+    azure-core retries a POST only on 500, 503 and 504 (or a 429 that carries
+    Retry-After), because a POST may not be safe to repeat. Every POST
+    batchflow sends is: creating a pool, job or container that already exists
+    is adopted by the steps, and an existing task counts as added.
+    """
+
+    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+        method = response.http_request.method.upper()
+        if method in ("POST", "PATCH") and response.http_response.status_code in (408, 429, 502):
+            return bool(settings["total"])
+        return super().is_retry(settings, response)
 
 
 @dataclass(frozen=True)
@@ -69,7 +87,9 @@ class Target:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        return BatchClient(endpoint=self.batch_endpoint, credential=credential, **RETRY_SETTINGS)
+        return BatchClient(
+            endpoint=self.batch_endpoint, credential=credential, retry_policy=RepeatablePostRetryPolicy(**RETRY_SETTINGS)
+        )
 
     def blob_service(self) -> Any:
         from azure.storage.blob import BlobServiceClient
