@@ -92,7 +92,7 @@ def _compare(args: argparse.Namespace, workflow: Any) -> tuple[dict[str, list[st
 
 def _target_without_starting(name: str) -> Any:
     """The target, or None for local services that are not running (plan never starts them)."""
-    from batchflow.cloud.targets import Target, resolve
+    from batchflow.cloud.targets import local_target, resolve
 
     if name != "local":
         return resolve(name)
@@ -101,12 +101,7 @@ def _target_without_starting(name: str) -> Any:
     status = services.status()
     if not (status.batch.running and status.azurite.running) or status.endpoints is None:
         return None
-    e = status.endpoints
-    return Target(
-        name="local", kind="local", batch_endpoint=e.batch_endpoint, blob_endpoint=e.blob_endpoint,
-        storage_account_name=e.storage_account_name, batch_account_name=e.batch_account_name,
-        batch_account_key=e.batch_account_key, storage_account_key=e.storage_account_key,
-    )
+    return local_target(status.endpoints)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -103,6 +103,20 @@ class Target:
         return BlobServiceClient(self.blob_endpoint, credential=credential, **RETRY_SETTINGS)
 
 
+def local_target(endpoints: Any) -> Target:
+    """The target of the local services, from their ``LocalEndpoints``."""
+    return Target(
+        name="local",
+        kind="local",
+        batch_endpoint=endpoints.batch_endpoint,
+        blob_endpoint=endpoints.blob_endpoint,
+        storage_account_name=endpoints.storage_account_name,
+        batch_account_name=endpoints.batch_account_name,
+        batch_account_key=endpoints.batch_account_key,
+        storage_account_key=endpoints.storage_account_key,
+    )
+
+
 def parse_connection_string(text: str) -> dict[str, str]:
     """Split ``Key=Value;Key=Value`` into a mapping (values may contain ``=``)."""
     parts = {}
@@ -188,17 +202,7 @@ def resolve(name: str = "local", environ: Mapping[str, str] | None = None) -> Ta
     if name == "local":
         from batchflow.local.services import ensure_running
 
-        endpoints = ensure_running()
-        return Target(
-            name="local",
-            kind="local",
-            batch_endpoint=endpoints.batch_endpoint,
-            blob_endpoint=endpoints.blob_endpoint,
-            storage_account_name=endpoints.storage_account_name,
-            batch_account_name=endpoints.batch_account_name,
-            batch_account_key=endpoints.batch_account_key,
-            storage_account_key=endpoints.storage_account_key,
-        )
+        return local_target(ensure_running())
     if name == "azure":
         return from_settings(name, {k: v for k, v in env.items() if k.startswith("AZURE_")}, env)
     path = targets_file(env)

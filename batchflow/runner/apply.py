@@ -89,13 +89,13 @@ def _failure_reports(ctx: RunContext) -> list[dict[str, Any]]:
     return reports
 
 
-def _result(ctx: RunContext, run_dir: Path, succeeded: bool, **extra: Any) -> ApplyResult:
-    download = ctx.workflow.download
+def _result(workflow: Workflow, state: RunState, run_dir: Path, succeeded: bool, **extra: Any) -> ApplyResult:
+    download = workflow.download
     return ApplyResult(
-        run=ctx.run,
+        run=state.run,
         state_dir=run_dir,
         succeeded=succeeded,
-        steps={k: dict(v.summary, status=v.status) for k, v in ctx.state.steps.items()},
+        steps={k: dict(v.summary, status=v.status) for k, v in state.steps.items()},
         outputs=str(download.destination) if download else None,
         **extra,
     )
@@ -138,7 +138,9 @@ def apply(
             )
             store.save(state)
         if _finished(state):
-            return _already_finished(workflow, state, run_id, run_dir, report)
+            download = workflow.download
+            report.note(f"run {run_id} already finished" + (f"; outputs in {download.destination}" if download else ""))
+            return _result(workflow, state, run_dir, True, already_finished=True)
         target = target or resolve_target()
         report.note(f"run {run_id} on {target.describe()}")
         ctx = RunContext(
@@ -157,20 +159,6 @@ def apply(
 
 def _finished(state: RunState) -> bool:
     return all(record.status == "done" for record in state.steps.values()) and bool(state.steps)
-
-
-def _already_finished(workflow: Workflow, state: RunState, run_id: str, run_dir: Path, report: Reporter) -> ApplyResult:
-    download = workflow.download
-    where = f"; outputs in {download.destination}" if download else ""
-    report.note(f"run {run_id} already finished{where}")
-    return ApplyResult(
-        run=run_id,
-        state_dir=run_dir,
-        succeeded=True,
-        steps={k: dict(v.summary, status=v.status) for k, v in state.steps.items()},
-        outputs=str(download.destination) if download else None,
-        already_finished=True,
-    )
 
 
 def _run_steps(ctx: RunContext, run_dir: Path) -> ApplyResult:
@@ -198,5 +186,5 @@ def _run_steps(ctx: RunContext, run_dir: Path) -> ApplyResult:
         set_step_status(ctx.state, key, "done", summary=summary)
         ctx.store.save(ctx.state)
     if ctx.state.steps["monitor"].summary.get("failed", 0):
-        return _result(ctx, run_dir, False, failures=_failure_reports(ctx))
-    return _result(ctx, run_dir, True)
+        return _result(ctx.workflow, ctx.state, run_dir, False, failures=_failure_reports(ctx))
+    return _result(ctx.workflow, ctx.state, run_dir, True)

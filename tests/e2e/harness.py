@@ -51,6 +51,14 @@ class Batchflow:
         )
 
 
+def unique_containers(text: str, suffix: str) -> str:
+    """Rename the workflow's containers with ``suffix``: container names are account-wide,
+    so tests that share one Azurite must not share containers."""
+    names = "application|input|output"
+    text = re.sub(rf"^(\s*-?\s*(?:name|container|files_in): )({names})$", rf"\g<1>\g<2>-{suffix}", text, flags=re.M)
+    return re.sub(rf"^(\s+)({names}): (delete|keep|ask)$", rf"\g<1>\g<2>-{suffix}: \g<3>", text, flags=re.M)
+
+
 def topwords_variant(
     folder: Path,
     *,
@@ -79,6 +87,7 @@ def topwords_variant(
         prefix += f"sleep {sleep};\n      "
     text = text.replace("    command: >-\n      python3", f"    command: >-\n      {prefix}python3")
     text = re.sub(r"cleanup:\n(  .*\n)+", "cleanup:\n" + cleanup, text)
+    text = unique_containers(text, suffix)
     path = folder / "topwords.yaml"
     path.write_text(text)
     return path, pool, job

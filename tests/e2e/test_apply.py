@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 from batchflow.local import account
-from tests.e2e.harness import WORKFLOWS, Batchflow, check_topwords_outputs, secrets_in, topwords_variant
+from tests.e2e.harness import WORKFLOWS, Batchflow, check_topwords_outputs, secrets_in, topwords_variant, unique_containers
 
 
 def test_topwords_runs_and_outputs_are_correct(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
@@ -23,7 +24,7 @@ def test_topwords_runs_and_outputs_are_correct(batchflow: Batchflow, local_servi
     # the run deleted its job, pool and containers
     client = local_services.batch_client()
     assert pool not in {p.id for p in client.list_pools()}
-    assert "input" not in {c.name for c in local_services.blob_service().list_containers()}
+    assert not any(c.name.startswith("input-") and c.name.endswith(pool[5:]) for c in local_services.blob_service().list_containers())
 
     # no secret in the state, the outputs, or what was printed
     keys = [account.BATCH_ACCOUNT_KEY, account.STORAGE_ACCOUNT_KEY]
@@ -138,6 +139,7 @@ def test_ffmpeg_converts_every_file(batchflow: Batchflow, tmp_path: Path) -> Non
     subprocess.run([sys.executable, str(WORKFLOWS / "ffmpeg" / "make_samples.py"), "--dest", str(media)], check=True)
     shutil.copytree(WORKFLOWS / "ffmpeg", batchflow.cwd / "ffmpeg", dirs_exist_ok=True)
     text = (WORKFLOWS / "ffmpeg.yaml").read_text().replace("job: ask", "job: delete").replace("pool: ask", "pool: delete")
+    text = unique_containers(text, uuid.uuid4().hex[:8])
     workflow = batchflow.cwd / "ffmpeg.yaml"
     workflow.write_text(text)
     run = batchflow.run("apply", str(workflow), "--set", f"input_files={media}/*.mp4")
