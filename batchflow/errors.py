@@ -9,8 +9,15 @@ into a message and an exit status::
     ├── WorkflowError         2  the workflow file is invalid (carries diagnostics)
     ├── SetupError            2  something batchflow needs is missing (Node.js, a port)
     ├── RunFailed             1  a task failed, the timeout passed, the pool could not start
+    │   └── UnsafeBlobName    1  a blob name that would leave the download folder (cloud.storage)
     ├── LockHeld              1  another batchflow process holds the run
+    ├── StateFormatError      1  a state file that cannot be read (state.model)
+    │   └── StateVersionError 1  a state file from a newer batchflow
+    ├── StateConflict         1  a save that would overwrite another run's or newer state (state.store)
     └── Interrupted         130  Ctrl-C or SIGTERM
+
+SDK exceptions never escape ``batchflow.cloud``: ``cloud.errors.service_errors``
+turns them into :class:`RunFailed` saying what was being done.
 """
 
 from __future__ import annotations

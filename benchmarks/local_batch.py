@@ -22,7 +22,9 @@ from azure.core.credentials import AzureNamedKeyCredential
 from batchflow.local import account
 
 IMAGE = models.VirtualMachineConfiguration(
-    image_reference=models.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
+    image_reference=models.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 
@@ -30,7 +32,8 @@ IMAGE = models.VirtualMachineConfiguration(
 def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "batchflow.local.emulator", "--home", str(home), "--port", "0"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     match = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline())
@@ -51,7 +54,11 @@ def wait_all_completed(client: BatchClient, job_id: str, count: int) -> None:
 
 
 def bench_create_tasks(client: BatchClient) -> None:
-    client.create_pool(models.BatchPoolCreateOptions(id="bulk", vm_size="local", virtual_machine_configuration=IMAGE, target_dedicated_nodes=0))
+    client.create_pool(
+        models.BatchPoolCreateOptions(
+            id="bulk", vm_size="local", virtual_machine_configuration=IMAGE, target_dedicated_nodes=0
+        )
+    )
     client.create_job(models.BatchJobCreateOptions(id="bulk", pool_info=models.BatchPoolInfo(pool_id="bulk")))
     tasks = [models.BatchTaskCreateOptions(id=f"task{i:05d}", command_line="true") for i in range(10_000)]
     started = time.perf_counter()
@@ -72,7 +79,11 @@ def process_start_cost(runs: int = 200) -> float:
 
 
 def bench_scheduling(client: BatchClient, count: int = 300) -> None:
-    client.create_pool(models.BatchPoolCreateOptions(id="noop", vm_size="local", virtual_machine_configuration=IMAGE, target_dedicated_nodes=1))
+    client.create_pool(
+        models.BatchPoolCreateOptions(
+            id="noop", vm_size="local", virtual_machine_configuration=IMAGE, target_dedicated_nodes=1
+        )
+    )
     while client.get_pool("noop").allocation_state != models.AllocationState.STEADY:
         time.sleep(0.02)
     client.create_job(models.BatchJobCreateOptions(id="noop", pool_info=models.BatchPoolInfo(pool_id="noop")))
@@ -85,21 +96,27 @@ def bench_scheduling(client: BatchClient, count: int = 300) -> None:
     # One node with one slot runs the tasks strictly one after another, so the
     # time per task is process start + the service's own per-task work.
     print(f"{count} no-op tasks on one single-slot node: {elapsed:.2f} s, {per_task * 1000:.1f} ms per task")
-    print(f"process start alone: {floor * 1000:.1f} ms; scheduling overhead: {(per_task - floor) * 1000:.1f} ms per task (target <= 15 ms)")
+    print(
+        f"process start alone: {floor * 1000:.1f} ms; scheduling overhead: {(per_task - floor) * 1000:.1f} ms per task (target <= 15 ms)"
+    )
 
 
 def bench_idle(pid: int, seconds: float = 10.0) -> None:
     before = cpu_seconds(pid)
     time.sleep(seconds)
     used = cpu_seconds(pid) - before
-    print(f"idle service CPU over {seconds:.0f} s: {used:.2f} s ({100 * used / seconds:.2f} %) (target: not measurable)")
+    print(
+        f"idle service CPU over {seconds:.0f} s: {used:.2f} s ({100 * used / seconds:.2f} %) (target: not measurable)"
+    )
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="batchflow-bench-") as folder:
         process, endpoint = start_service(Path(folder))
         try:
-            client = BatchClient(endpoint, AzureNamedKeyCredential(account.BATCH_ACCOUNT_NAME, account.BATCH_ACCOUNT_KEY))
+            client = BatchClient(
+                endpoint, AzureNamedKeyCredential(account.BATCH_ACCOUNT_NAME, account.BATCH_ACCOUNT_KEY)
+            )
             print(f"local Batch service at {endpoint}, {os.cpu_count()} CPUs")
             bench_create_tasks(client)
             bench_scheduling(client)

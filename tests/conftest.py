@@ -91,7 +91,9 @@ class LocalServices:
         deadline = time.monotonic() + 10
         while True:
             try:
-                services.ensure_running(self.home, batch_port=self.batch_port, azurite_executable=self._azurite, max_nodes=4)
+                services.ensure_running(
+                    self.home, batch_port=self.batch_port, azurite_executable=self._azurite, max_nodes=4
+                )
                 return
             except SetupError:
                 # The old process's port can take a moment to be released after SIGKILL.

@@ -38,9 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"batchflow {__version__}")
-    parser.add_argument(
-        "--debug", action="store_true", help="show a Python traceback when a command fails"
-    )
+    parser.add_argument("--debug", action="store_true", help="show a Python traceback when a command fails")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (workflow, run, local):
         module.register(subparsers)

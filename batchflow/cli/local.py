@@ -22,20 +22,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "BATCHFLOW_HOME (default ~/.batchflow)."
         ),
     )
-    group.add_argument("--home", type=Path, default=None, help="BATCHFLOW_HOME to use (default: $BATCHFLOW_HOME or ~/.batchflow)")
+    group.add_argument(
+        "--home", type=Path, default=None, help="BATCHFLOW_HOME to use (default: $BATCHFLOW_HOME or ~/.batchflow)"
+    )
     commands = group.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
 
     up = commands.add_parser("up", help="start both services in the background (idempotent) and print the endpoints")
-    up.add_argument("--batch-port", type=int, default=None,
-                    help=f"port of the Batch service (default $BATCHFLOW_BATCH_PORT or {account.DEFAULT_BATCH_PORT}; 0 = any free port)")
-    up.add_argument("--blob-port", type=int, default=None,
-                    help=f"port of Azurite's blob service (default $BATCHFLOW_BLOB_PORT or {account.DEFAULT_BLOB_PORT}; 0 = any free port)")
-    up.add_argument("--max-nodes", type=int, default=None,
-                    help="nodes per pool at most (default $BATCHFLOW_LOCAL_MAX_NODES or the number of CPUs)")
+    up.add_argument(
+        "--batch-port",
+        type=int,
+        default=None,
+        help=f"port of the Batch service (default $BATCHFLOW_BATCH_PORT or {account.DEFAULT_BATCH_PORT}; 0 = any free port)",
+    )
+    up.add_argument(
+        "--blob-port",
+        type=int,
+        default=None,
+        help=f"port of Azurite's blob service (default $BATCHFLOW_BLOB_PORT or {account.DEFAULT_BLOB_PORT}; 0 = any free port)",
+    )
+    up.add_argument(
+        "--max-nodes",
+        type=int,
+        default=None,
+        help="nodes per pool at most (default $BATCHFLOW_LOCAL_MAX_NODES or the number of CPUs)",
+    )
     up.add_argument("--json", action="store_true", help="print the endpoints as JSON")
     up.set_defaults(func=up_command)
 
-    down = commands.add_parser("down", help="stop both services (running tasks are ended and requeued at the next start)")
+    down = commands.add_parser(
+        "down", help="stop both services (running tasks are ended and requeued at the next start)"
+    )
     down.set_defaults(func=down_command)
 
     status = commands.add_parser("status", help="show whether the services run; exit status 0 only if both do")
@@ -50,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _print_endpoints(endpoints: services.LocalEndpoints) -> None:
     print(f"Batch:  {endpoints.batch_endpoint}  (account {endpoints.batch_account_name})")
     print(f"Blob:   {endpoints.blob_endpoint}  (account {endpoints.storage_account_name})")
-    print("Run `eval \"$(batchflow local env)\"` to point programs that use the Azure SDKs at them.")
+    print('Run `eval "$(batchflow local env)"` to point programs that use the Azure SDKs at them.')
 
 
 def up_command(args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a run goes (``--target``) and where its state lives (``--state-dir``, ``--run``)."""
     parser.add_argument(
-        "--target", default="local",
+        "--target",
+        default="local",
         help="local (default: Azurite and the local Batch service), azure (from AZURE_* environment "
         "variables), or a name from ~/.config/batchflow/targets.yaml",
     )
@@ -56,8 +57,13 @@ def apply_command(args: argparse.Namespace) -> int:
     report = TerminalReporter()
     try:
         result = apply(
-            workflow, None, state_dir=args.state_dir, report=report, run=args.run,
-            assume_yes=args.yes, resolve_target=lambda: _resolve(args),
+            workflow,
+            None,
+            state_dir=args.state_dir,
+            report=report,
+            run=args.run,
+            assume_yes=args.yes,
+            resolve_target=lambda: _resolve(args),
         )
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; the state is saved. Resume with: {resume_command(args)}") from None
@@ -109,7 +115,8 @@ def status_command(args: argparse.Namespace) -> int:
             live = {"error": error.message}
     failures = [
         {"task": r.task_id, "exit_code": r.exit_code, "failure": r.failure}
-        for r in state.tasks.values() if r.state == "completed" and r.result != "success"
+        for r in state.tasks.values()
+        if r.state == "completed" and r.result != "success"
     ]
     views.print_status(run, run_dir, state, live, failures, args.output)
     return 0
@@ -160,7 +167,8 @@ def destroy_command(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``apply``, ``status``, ``logs`` and ``destroy``."""
     apply = subparsers.add_parser(
-        "apply", help="run the nine steps; run again to resume",
+        "apply",
+        help="run the nine steps; run again to resume",
         description="Run the workflow's nine steps, recording each in the run's state file. "
         "If the run was interrupted, the same command resumes it; a finished run is a quick no-op.",
     )
@@ -169,14 +177,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     apply.set_defaults(func=apply_command)
 
     status = subparsers.add_parser(
-        "status", help="show a run's steps, task counts and failures",
+        "status",
+        help="show a run's steps, task counts and failures",
         description="Show the run's steps and failures from its state file, and live task counts from the service.",
     )
     add_run_arguments(status)
     status.set_defaults(func=status_command)
 
     logs = subparsers.add_parser(
-        "logs", help="print a task's stdout or stderr, or a node's start-task output",
+        "logs",
+        help="print a task's stdout or stderr, or a node's start-task output",
         description="Print stdout.txt (or stderr.txt with --stderr) of a task, or of a node's start task.",
     )
     add_run_arguments(logs)
@@ -186,7 +196,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     logs.set_defaults(func=logs_command)
 
     destroy = subparsers.add_parser(
-        "destroy", help="delete what this run created",
+        "destroy",
+        help="delete what this run created",
         description="Delete the job, pool and containers that this run's state says it created, and nothing else.",
     )
     add_run_arguments(destroy)

@@ -29,9 +29,9 @@ def print_diagnostics(diagnostics: list[Diagnostic], output: str = "text", file:
         return
     for diagnostic in diagnostics:
         print(diagnostic.format(), file=out)
-    errors = sum(1 for d in diagnostics if d.severity == "error")
-    if errors:
-        print(f"batchflow: {errors} error(s); nothing was created", file=out)
+    count = sum(1 for d in diagnostics if d.severity == "error")
+    if count:
+        print(f"batchflow: {count} error(s); nothing was created", file=out)
 
 
 def print_plan(
@@ -81,7 +81,9 @@ def print_failure(failure: dict[str, Any], args: Any) -> None:
     print(f"  see it all with: batchflow logs {shlex.quote(args.file)} {failure['task']} --stderr", file=out)
 
 
-def print_status(run: str, run_dir: Any, state: Any, live: dict[str, Any], failures: list[dict[str, Any]], output: str) -> None:
+def print_status(
+    run: str, run_dir: Any, state: Any, live: dict[str, Any], failures: list[dict[str, Any]], output: str
+) -> None:
     """A run's steps, live task counts and failures."""
     if output == "json":
         print_json(

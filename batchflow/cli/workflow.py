@@ -15,11 +15,19 @@ def add_workflow_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every workflow command shares: the file, variables and output format."""
     parser.add_argument("file", metavar="FILE", help="the workflow file (YAML)")
     parser.add_argument(
-        "--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="set a template variable (repeatable); the value is read as YAML, so 5 is a number",
     )
     parser.add_argument(
-        "--vars-file", dest="vars_files", action="append", default=[], metavar="FILE",
+        "--vars-file",
+        dest="vars_files",
+        action="append",
+        default=[],
+        metavar="FILE",
         help="read template variables from a YAML or JSON file (repeatable)",
     )
     parser.add_argument(
@@ -107,7 +115,8 @@ def _target_without_starting(name: str) -> Any:
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``validate`` and ``plan``."""
     validate = subparsers.add_parser(
-        "validate", help="check a workflow file and report every problem",
+        "validate",
+        help="check a workflow file and report every problem",
         description="Check a workflow file: YAML, schema, templates, files and references. "
         "Exit 0 when valid, 2 with every problem listed when not.",
     )
@@ -115,7 +124,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     validate.set_defaults(func=validate_command)
 
     plan = subparsers.add_parser(
-        "plan", help="show what each of the nine steps would do",
+        "plan",
+        help="show what each of the nine steps would do",
         description="Show the nine steps with concrete values: containers, files and sizes, the pool, "
         "the job, the tasks and their commands, the download and the cleanup; compared with the run's "
         "state and with the service (which plan never starts): what exists, what would be created, "

@@ -229,7 +229,8 @@ class BatchService:
     def terminate_job_when_tasks_complete(self, job_id: str) -> None:
         with service_errors(f"updating job {job_id}"):
             self.client.update_job(
-                job_id, models.BatchJobUpdateOptions(all_tasks_complete_mode=models.BatchAllTasksCompleteMode.TERMINATE_JOB)
+                job_id,
+                models.BatchJobUpdateOptions(all_tasks_complete_mode=models.BatchAllTasksCompleteMode.TERMINATE_JOB),
             )
 
     def delete_job(self, job_id: str) -> bool:
@@ -303,4 +304,3 @@ def tail(data: bytes, lines: int) -> str:
     """The last ``lines`` lines of ``data``, decoded leniently."""
     text = data.decode("utf-8", errors="replace")
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
-

@@ -20,12 +20,18 @@ def observe(workflow: Workflow, target: Target, digests: dict[Path, bytes]) -> O
     for upload in workflow.uploads:
         stored = blobs.blob_md5(upload.container, upload.blob_name) if seen.containers.get(upload.container) else False
         key = f"{upload.container}/{upload.blob_name}"
-        seen.uploads[key] = "new" if stored is False else ("unchanged" if stored == digests[upload.local_path] else "changed")
+        seen.uploads[key] = (
+            "new" if stored is False else ("unchanged" if stored == digests[upload.local_path] else "changed")
+        )
     pool = batch.get_pool(workflow.pool.id)
     tags = metadata_of(pool) if pool else {}
     seen.pool = {"exists": pool is not None, "run": tags.get(RUN_METADATA), "workflow": tags.get(WORKFLOW_METADATA)}
     job = batch.get_job(workflow.job.id)
     job_tags = metadata_of(job) if job else {}
-    seen.job = {"exists": job is not None, "run": job_tags.get(RUN_METADATA), "state": enum_value(job.state) if job else None}
+    seen.job = {
+        "exists": job is not None,
+        "run": job_tags.get(RUN_METADATA),
+        "state": enum_value(job.state) if job else None,
+    }
     seen.task_ids = batch.task_ids(workflow.job.id) if job is not None else set()
     return seen

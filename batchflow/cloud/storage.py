@@ -165,7 +165,9 @@ class BlobStore:
     def list_blobs(self, container: str, prefix: str = "") -> list[BlobInfo]:
         with service_errors(f"listing container {container}"):
             return [
-                BlobInfo(b.name, b.size, bytes(b.content_settings.content_md5) if b.content_settings.content_md5 else None)
+                BlobInfo(
+                    b.name, b.size, bytes(b.content_settings.content_md5) if b.content_settings.content_md5 else None
+                )
                 for b in self.service.get_container_client(container).list_blobs(name_starts_with=prefix or None)
             ]
 
@@ -232,4 +234,3 @@ class BlobStore:
             **self._signing(expiry),
         )
         return f"{self.service.get_blob_client(container, blob).url}?{token}"
-

@@ -33,7 +33,12 @@ from batchflow.errors import SetupError, UsageError
 #: batchflow allows more attempts than azure-core's 3 status retries, so that a
 #: busy service (or the local service's fault simulation) is ridden out, not
 #: reported.
-RETRY_SETTINGS = {"retry_total": 8, "retry_status": 8, "retry_backoff_factor": 0.5, "retry_backoff_max": 30}
+RETRY_SETTINGS: dict[str, Any] = {
+    "retry_total": 8,
+    "retry_status": 8,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 30,
+}
 
 
 class RepeatablePostRetryPolicy(RetryPolicy):
@@ -88,7 +93,9 @@ class Target:
 
             credential = DefaultAzureCredential()
         return BatchClient(
-            endpoint=self.batch_endpoint, credential=credential, retry_policy=RepeatablePostRetryPolicy(**RETRY_SETTINGS)
+            endpoint=self.batch_endpoint,
+            credential=credential,
+            retry_policy=RepeatablePostRetryPolicy(**RETRY_SETTINGS),
         )
 
     def blob_service(self) -> Any:

@@ -13,15 +13,11 @@ from pathlib import Path
 
 #: The local Batch account's name and key. Public on purpose; see module docstring.
 BATCH_ACCOUNT_NAME = "batchflowlocal"
-BATCH_ACCOUNT_KEY = (
-    "yERa0LC2thSVTBKouXxkQhSN0R5nfKBpGBKb8y8yCLeZdD+lnzSyEKD9zKfafScqedc3dqcGx8Vrz45XmO/9sg=="
-)
+BATCH_ACCOUNT_KEY = "yERa0LC2thSVTBKouXxkQhSN0R5nfKBpGBKb8y8yCLeZdD+lnzSyEKD9zKfafScqedc3dqcGx8Vrz45XmO/9sg=="
 
 #: Azurite's development account, published by Microsoft in Azurite's README.
 STORAGE_ACCOUNT_NAME = "devstoreaccount1"
-STORAGE_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+STORAGE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 #: Default ports, chosen away from Azurite's own 10000-10002 so that a user's
 #: separately running Azurite does not collide with batchflow's.

@@ -55,7 +55,16 @@ def install(home: Path) -> Path:
         file=sys.stderr,
         flush=True,
     )
-    command = ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix", str(target), f"azurite@{AZURITE_VERSION}"]
+    command = [
+        "npm",
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        "--prefix",
+        str(target),
+        f"azurite@{AZURITE_VERSION}",
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -80,16 +89,21 @@ def command(executable: Path, home: Path, port: int) -> list[str]:
         str(executable),
         "--silent",
         "--skipApiVersionCheck",
-        "--location", str(data),
-        "--blobHost", HOST,
-        "--blobPort", str(port),
+        "--location",
+        str(data),
+        "--blobHost",
+        HOST,
+        "--blobPort",
+        str(port),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m batchflow.local.azurite --install``: pre-install Azurite (used by CI bootstrap)."""
     parser = argparse.ArgumentParser(prog="python -m batchflow.local.azurite")
-    parser.add_argument("--install", action="store_true", help="install Azurite under BATCHFLOW_HOME unless it is on PATH")
+    parser.add_argument(
+        "--install", action="store_true", help="install Azurite under BATCHFLOW_HOME unless it is on PATH"
+    )
     parser.add_argument("--home", type=Path, default=None)
     args = parser.parse_args(argv)
     home = args.home or batchflow_home()

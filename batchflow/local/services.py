@@ -166,7 +166,12 @@ def _launch(home: Path, name: str, argv: list[str], port: int, timeout: float) -
     with open(log, "ab") as output:
         try:
             process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
             )
         except OSError as error:
             raise SetupError(f"could not start {name}: {error}") from error
@@ -174,7 +179,9 @@ def _launch(home: Path, name: str, argv: list[str], port: int, timeout: float) -
     while not _answers_http(port, timeout=0.5):
         if process.poll() is not None:
             tail = "\n  ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
-            raise SetupError(f"{name} exited at start (status {process.returncode}); its log {log} ends with:\n  {tail}")
+            raise SetupError(
+                f"{name} exited at start (status {process.returncode}); its log {log} ends with:\n  {tail}"
+            )
         if time.monotonic() > deadline:
             _terminate(process.pid)
             raise SetupError(f"{name} did not answer on 127.0.0.1:{port} within {timeout:.0f}s; see {log}")
@@ -217,8 +224,14 @@ def ensure_running(
         blob = _read_record(home, AZURITE)
         batch = _read_record(home, BATCH)
         # Check both ports before starting anything, so a busy port leaves nothing half-started.
-        new_blob_port = None if blob else _choose_port(blob_port, "BATCHFLOW_BLOB_PORT", account.DEFAULT_BLOB_PORT, "--blob-port")
-        new_batch_port = None if batch else _choose_port(batch_port, "BATCHFLOW_BATCH_PORT", account.DEFAULT_BATCH_PORT, "--batch-port")
+        new_blob_port = (
+            None if blob else _choose_port(blob_port, "BATCHFLOW_BLOB_PORT", account.DEFAULT_BLOB_PORT, "--blob-port")
+        )
+        new_batch_port = (
+            None
+            if batch
+            else _choose_port(batch_port, "BATCHFLOW_BATCH_PORT", account.DEFAULT_BATCH_PORT, "--batch-port")
+        )
         if new_blob_port is not None and new_blob_port == new_batch_port:
             raise SetupError(f"the Batch service and Azurite cannot share port {new_blob_port}")
         if blob is None:
@@ -231,9 +244,15 @@ def ensure_running(
         if batch is None:
             assert new_batch_port is not None
             argv = [
-                sys.executable, "-m", "batchflow.local.emulator",
-                "--home", str(home), "--port", str(new_batch_port),
-                "--blob-endpoint", account.blob_endpoint(blob_port_used),
+                sys.executable,
+                "-m",
+                "batchflow.local.emulator",
+                "--home",
+                str(home),
+                "--port",
+                str(new_batch_port),
+                "--blob-endpoint",
+                account.blob_endpoint(blob_port_used),
             ]
             if max_nodes:
                 argv += ["--max-nodes", str(max_nodes)]

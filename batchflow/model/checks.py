@@ -82,7 +82,9 @@ def _references(data: dict[str, Any], tasks: list[dict[str, Any]]) -> Iterable[t
             yield template + ("container_urls", name, "container"), _as_dict(url).get("container")
 
 
-def _container_references(data: dict[str, Any], tasks: list[dict[str, Any]], declared: list[str], report: Reporter) -> None:
+def _container_references(
+    data: dict[str, Any], tasks: list[dict[str, Any]], declared: list[str], report: Reporter
+) -> None:
     reported: set[tuple[Path, str]] = set()
     for path, name in _references(data, tasks):
         if not isinstance(name, str) or name in declared or (path, name) in reported:
@@ -102,7 +104,11 @@ def _upload_targets(uploads: list[UploadFile], data: dict[str, Any], report: Rep
         first = seen.setdefault(key, upload)
         if first is not upload and first.local_path != upload.local_path:
             index = next(
-                (i for i, u in enumerate(_as_list(data.get("uploads"))) if _as_dict(u).get("container") == upload.container),
+                (
+                    i
+                    for i, u in enumerate(_as_list(data.get("uploads")))
+                    if _as_dict(u).get("container") == upload.container
+                ),
                 0,
             )
             report.error(
@@ -112,12 +118,17 @@ def _upload_targets(uploads: list[UploadFile], data: dict[str, Any], report: Rep
             )
 
 
-def _files_in_has_uploads(data: dict[str, Any], uploads: list[UploadFile], declared: list[str], report: Reporter) -> None:
+def _files_in_has_uploads(
+    data: dict[str, Any], uploads: list[UploadFile], declared: list[str], report: Reporter
+) -> None:
     for_each = _as_dict(_as_dict(data.get("tasks")).get("for_each"))
     container = for_each.get("files_in")
     if isinstance(container, str) and container in declared and not any(u.container == container for u in uploads):
         if not any(_as_dict(u).get("container") == container for u in _as_list(data.get("uploads"))):
-            report.error(("tasks", "for_each", "files_in"), f"no upload goes to container {container!r}, so there would be no tasks")
+            report.error(
+                ("tasks", "for_each", "files_in"),
+                f"no upload goes to container {container!r}, so there would be no tasks",
+            )
 
 
 def _task_ids(tasks: list[dict[str, Any]], report: Reporter) -> None:
@@ -170,14 +181,20 @@ def _output_containers(tasks: list[dict[str, Any]]) -> set[str]:
     return found
 
 
-def _cleanup_keeps_outputs(data: dict[str, Any], tasks: list[dict[str, Any]], declared: list[str], report: Reporter) -> None:
+def _cleanup_keeps_outputs(
+    data: dict[str, Any], tasks: list[dict[str, Any]], declared: list[str], report: Reporter
+) -> None:
     """A container that receives task outputs may be deleted only after its outputs are downloaded."""
     policies = container_policies(_as_dict(data.get("cleanup")).get("containers"), declared)
     downloaded = _as_dict(data.get("download")).get("container")
     raw = _as_dict(data.get("cleanup")).get("containers")
     for container in sorted(_output_containers(tasks)):
         if policies.get(container) == "delete" and container != downloaded:
-            path = ("cleanup", "containers", container) if isinstance(raw, dict) and container in raw else ("cleanup", "containers")
+            path = (
+                ("cleanup", "containers", container)
+                if isinstance(raw, dict) and container in raw
+                else ("cleanup", "containers")
+            )
             report.error(
                 path,
                 f"container {container!r} receives the task outputs but is deleted without being downloaded; "
@@ -191,7 +208,9 @@ def _pool_has_nodes(data: dict[str, Any], report: Reporter) -> None:
     dedicated, low = nodes.get("dedicated", 0), nodes.get("low_priority", 0)
     if isinstance(dedicated, int) and isinstance(low, int) and dedicated + low == 0 and "pool" in data:
         path = ("pool", "nodes") if "nodes" in pool else ("pool",)
-        report.error(path, "the pool has no nodes, so no task would ever run; set nodes.dedicated or nodes.low_priority")
+        report.error(
+            path, "the pool has no nodes, so no task would ever run; set nodes.dedicated or nodes.low_priority"
+        )
 
 
 def container_policies(raw: Any, names: Iterable[str]) -> dict[str, str]:
@@ -215,5 +234,12 @@ def unused_variables(origins: Mapping[str, Origin], used: set[str], report: Any)
         how = f" by {origin.how}" if origin.how and origin.how != "vars" else ""
         path: Path = ("vars", name) if origin.how == "vars" else ()
         report.append(
-            Diagnostic("warning", f"variable {name!r} is set{how} but no template uses it{hint}", origin.file, origin.line, origin.column, path)
+            Diagnostic(
+                "warning",
+                f"variable {name!r} is set{how} but no template uses it{hint}",
+                origin.file,
+                origin.line,
+                origin.column,
+                path,
+            )
         )

@@ -104,9 +104,7 @@ def load_workflow(
     diagnostics.extend(variables.diagnostics)
 
     renderer = Renderer(dict(variables.values))
-    rendered, templated = renderer.render_tree(
-        data, (), diagnostics.error, skip=[("vars",), TEMPLATE]
-    )
+    rendered, templated = renderer.render_tree(data, (), diagnostics.error, skip=[("vars",), TEMPLATE])
     rendered["vars"] = variables.values
     _validate(rendered, templated, parsed.positions, diagnostics, definition=None, at=())
     broken = {d.path[:1] for d in diagnostics if d.severity == "error"}
@@ -138,7 +136,9 @@ def _read(path: Path, display: str) -> ParsedFile:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return ParsedFile(
-            None, Positions(display), [Diagnostic("error", "the file is not UTF-8 text; save it as UTF-8", display, line, 1)]
+            None,
+            Positions(display),
+            [Diagnostic("error", "the file is not UTF-8 text; save it as UTF-8", display, line, 1)],
         )
     return parse_text(text, display)
 
@@ -161,7 +161,7 @@ def _validate(
         found = schema.validate(data, positions, definition=definition, at=at)
         coerced = False
         for diagnostic in found:
-            inner = diagnostic.path[len(at):]
+            inner = diagnostic.path[len(at) :]
             if diagnostic.path in templated and "expected a string" in diagnostic.message:
                 parent = _lookup(data, inner[:-1])
                 value = parent[inner[-1]] if parent is not None else None
@@ -199,7 +199,9 @@ def _expand_uploads(data: dict[str, Any], base_dir: Path, diagnostics: _Diagnost
                 matches = sorted(Path(m) for m in glob.glob(str(full), recursive=True))
                 found = [m for m in matches if m.is_file()]
                 if not found:
-                    diagnostics.error(where, f"{pattern!r} matches no file (looked in {full.parent}); check the glob or --set it")
+                    diagnostics.error(
+                        where, f"{pattern!r} matches no file (looked in {full.parent}); check the glob or --set it"
+                    )
                     continue
             elif full.is_dir():
                 diagnostics.error(where, f"{pattern!r} is a folder; use a glob such as '{pattern.rstrip('/')}/*'")
@@ -216,6 +218,7 @@ def _expand_uploads(data: dict[str, Any], base_dir: Path, diagnostics: _Diagnost
 
 def _factory(for_each: dict[str, Any], uploads: list[spec.UploadFile]) -> list[dict[str, Any]]:
     """The per-task template variables, one mapping per task."""
+    elements: list[dict[str, Any]]
     if "files_in" in for_each:
         chosen = sorted((u for u in uploads if u.container == for_each["files_in"]), key=lambda u: u.blob_name)
         elements = [{"file": u.template_view()} for u in chosen]
@@ -256,7 +259,9 @@ def _render_tasks(
     rendered_tasks = []
     for element in _factory(for_each, uploads):
         task, templated = renderer.with_variables(element).render_tree(template, TEMPLATE, once)
-        for diagnostic in _validate(task, templated, positions, _Diagnostics(positions), definition="task", at=TEMPLATE):
+        for diagnostic in _validate(
+            task, templated, positions, _Diagnostics(positions), definition="task", at=TEMPLATE
+        ):
             if (diagnostic.path, diagnostic.message) not in seen:
                 seen.add((diagnostic.path, diagnostic.message))
                 diagnostics.append(diagnostic)
@@ -338,7 +343,9 @@ def _build(
     pool = spec.Pool(
         id=pool_raw["id"],
         vm_size=pool_raw["vm_size"],
-        image=spec.Image(image["publisher"], image["offer"], image["sku"], image["node_agent_sku"], image.get("version", "latest")),
+        image=spec.Image(
+            image["publisher"], image["offer"], image["sku"], image["node_agent_sku"], image.get("version", "latest")
+        ),
         dedicated_nodes=nodes.get("dedicated", 0),
         low_priority_nodes=nodes.get("low_priority", 0),
         task_slots_per_node=pool_raw.get("task_slots_per_node", 1),
@@ -388,7 +395,7 @@ def _build(
         monitor=monitor,
         download=download,
         cleanup=spec.Cleanup(
-            containers=checks.container_policies(cleanup_raw.get("containers"), [c.name for c in containers]),
+            containers=checks.container_policies(cleanup_raw.get("containers"), [c.name for c in containers]),  # type: ignore[arg-type]
             job=cleanup_raw.get("job", "ask"),
             pool=cleanup_raw.get("pool", "ask"),
         ),

@@ -181,5 +181,7 @@ def _one_of(error: ValidationError, positions: Positions, at: Path, at_value: An
                 kinds.append(_expected_types(branch))
             elif "$ref" in branch:
                 target = load_schema()["$defs"].get(branch["$ref"].rsplit("/", 1)[-1], {})
-                kinds.append("one of: " + ", ".join(target.get("enum", [])) if "enum" in target else _expected_types(target))
+                kinds.append(
+                    "one of: " + ", ".join(target.get("enum", [])) if "enum" in target else _expected_types(target)
+                )
     return [at_value(f"expected {' or '.join(k for k in kinds if k)}, got {_describe(error.instance)}")]

@@ -240,14 +240,15 @@ class Workflow:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping; paths as strings and durations in the readable form."""
-        return _plain(asdict(self))
+        return to_plain(asdict(self))
 
 
-def _plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """``value`` (dataclasses already turned into dicts) as JSON-ready data: paths as text, durations readable."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, timedelta):

@@ -118,7 +118,7 @@ def collect(
     declared = {name.lower(): name for name in result.values}
     for key in sorted(environ):
         if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
-            raw = key[len(ENV_PREFIX):]
+            raw = key[len(ENV_PREFIX) :]
             # BATCHFLOW_VAR_NUMWORDS sets the declared variable numwords.
             name = raw if raw in result.values else declared.get(raw.lower(), raw)
             result.set(name, parse_scalar(environ[key]), Origin("environment", how=f"environment variable {key}"))

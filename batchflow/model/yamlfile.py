@@ -91,10 +91,7 @@ class _Builder:
                 result[key] = self.build(value_node, path + (key,), active + (id(node),))
             return result
         if isinstance(node, yaml.SequenceNode):
-            return [
-                self.build(item, path + (index,), active + (id(node),))
-                for index, item in enumerate(node.value)
-            ]
+            return [self.build(item, path + (index,), active + (id(node),)) for index, item in enumerate(node.value)]
         return self._scalar(node, path)
 
     def _scalar(self, node: yaml.Node, path: Path) -> Any:
@@ -130,12 +127,18 @@ def parse_text(text: str, file: str) -> ParsedFile:
         message = _problem(exc)
         if exc.context and exc.context not in message:
             message = f"{exc.context}: {message}"
-        return ParsedFile(None, builder.positions, [Diagnostic("error", f"YAML syntax error: {message}", file, line, column)])
+        return ParsedFile(
+            None, builder.positions, [Diagnostic("error", f"YAML syntax error: {message}", file, line, column)]
+        )
     except yaml.YAMLError as exc:
         return ParsedFile(None, builder.positions, [Diagnostic("error", f"YAML error: {_problem(exc)}", file)])
     finally:
         loader.dispose()
     if node is None:
-        return ParsedFile(None, builder.positions, [Diagnostic("error", "the file is empty; a workflow needs name, pool, job and tasks", file)])
+        return ParsedFile(
+            None,
+            builder.positions,
+            [Diagnostic("error", "the file is empty; a workflow needs name, pool, job and tasks", file)],
+        )
     data = builder.build(node, ())
     return ParsedFile(data, builder.positions, builder.diagnostics)

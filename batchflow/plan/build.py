@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from batchflow.durations import format_duration
-from batchflow.model.spec import ResourceFile, Task, Workflow
+from batchflow.model.spec import ResourceFile, Task, Workflow, to_plain
 
 #: How many tasks a plan shows in full; the rest are counted.
 SHOWN_TASKS = 3
@@ -65,9 +65,12 @@ def _task_lines(task: Task) -> list[str]:
     lines = [f"{task.id}: {task.command_line}"]
     lines += [f"    resource {_resource(r)}" for r in task.resource_files]
     lines += [
-        f"    output {o.pattern} -> {o.container}/{o.path or ''} (on {o.upload_on}, write SAS)" for o in task.output_files
+        f"    output {o.pattern} -> {o.container}/{o.path or ''} (on {o.upload_on}, write SAS)"
+        for o in task.output_files
     ]
-    lines += [f"    env {u.variable} = <SAS URL of {u.container}, {u.access}, made at apply>" for u in task.container_urls]
+    lines += [
+        f"    env {u.variable} = <SAS URL of {u.container}, {u.access}, made at apply>" for u in task.container_urls
+    ]
     return lines
 
 
@@ -89,7 +92,12 @@ def describe(workflow: Workflow) -> list[PlannedStep]:
     add(
         f"{len(w.uploads)} file(s), {_size(total)}",
         [f"{u.local_path} -> {u.container}/{u.blob_name} ({_size(u.size)})" for u in w.uploads],
-        {"files": [{"path": str(u.local_path), "container": u.container, "blob": u.blob_name, "size": u.size} for u in w.uploads]},
+        {
+            "files": [
+                {"path": str(u.local_path), "container": u.container, "blob": u.blob_name, "size": u.size}
+                for u in w.uploads
+            ]
+        },
     )
     p = w.pool
     nodes = f"{p.dedicated_nodes} dedicated + {p.low_priority_nodes} low-priority"
@@ -105,14 +113,13 @@ def describe(workflow: Workflow) -> list[PlannedStep]:
             f"retries {st.retries}): {st.command_line}"
         )
         pool_details += [f"    resource {_resource(r)}" for r in st.resource_files]
-    as_dict = w.to_dict()
-    add(f"{p.id} ({p.vm_size}, {nodes})", pool_details, {"pool": as_dict["pool"]})
+    add(f"{p.id} ({p.vm_size}, {nodes})", pool_details, {"pool": to_plain(asdict(p))})
     j = w.job
     job_details = [f"pool {p.id}, priority {j.priority}, max task retries {j.max_task_retries}"]
     if j.max_wall_clock:
         job_details.append(f"max wall clock {format_duration(j.max_wall_clock)}")
     job_details.append(f"when all tasks complete: {j.on_all_tasks_complete}; on task failure: {j.on_task_failure}")
-    add(j.id, job_details, {"job": as_dict["job"]})
+    add(j.id, job_details, {"job": to_plain(asdict(j))})
     task_details = []
     for task in w.tasks[:SHOWN_TASKS]:
         task_details += _task_lines(task)
@@ -143,5 +150,9 @@ def describe(workflow: Workflow) -> list[PlannedStep]:
         [],
         {"containers": dict(w.cleanup.containers)},
     )
-    add(f"job {j.id}: {w.cleanup.job}; pool {p.id}: {w.cleanup.pool}", [], {"job": w.cleanup.job, "pool": w.cleanup.pool})
+    add(
+        f"job {j.id}: {w.cleanup.job}; pool {p.id}: {w.cleanup.pool}",
+        [],
+        {"job": w.cleanup.job, "pool": w.cleanup.pool},
+    )
     return steps

@@ -41,7 +41,9 @@ def annotate(workflow: Workflow, run: str, state: RunState | None, observed: Obs
         notes["containers"] = [f"exist: {', '.join(exists) or 'none'}; will be created: {', '.join(missing) or 'none'}"]
     if "uploads" not in done and observed.uploads:
         counts = {k: sum(1 for v in observed.uploads.values() if v == k) for k in ("new", "changed", "unchanged")}
-        notes["uploads"] = [f"{counts['new']} new, {counts['changed']} changed, {counts['unchanged']} unchanged (by MD5)"]
+        notes["uploads"] = [
+            f"{counts['new']} new, {counts['changed']} changed, {counts['unchanged']} unchanged (by MD5)"
+        ]
     if "pool" not in done and observed.pool is not None:
         pool = observed.pool
         if not pool["exists"]:
@@ -64,6 +66,6 @@ def annotate(workflow: Workflow, run: str, state: RunState | None, observed: Obs
         notes["job"] = [line]
     if "tasks" not in done and observed.task_ids is not None:
         present = {t.lower() for t in observed.task_ids}
-        missing = sum(1 for t in workflow.tasks if t.id.lower() not in present)
-        notes["tasks"] = [f"{missing} to add, {len(workflow.tasks) - missing} already in the job"]
+        to_add = sum(1 for t in workflow.tasks if t.id.lower() not in present)
+        notes["tasks"] = [f"{to_add} to add, {len(workflow.tasks) - to_add} already in the job"]
     return notes

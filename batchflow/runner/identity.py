@@ -29,9 +29,7 @@ def upload_digests(workflow: Workflow) -> dict[Path, bytes]:
 def fingerprint(workflow: Workflow, digests: dict[Path, bytes]) -> str:
     """A hex digest of what defines the run's results."""
     definition: dict[str, Any] = {k: v for k, v in workflow.to_dict().items() if k not in IGNORED}
-    definition["uploads"] = sorted(
-        [u.container, u.blob_name, digests[u.local_path].hex()] for u in workflow.uploads
-    )
+    definition["uploads"] = sorted([u.container, u.blob_name, digests[u.local_path].hex()] for u in workflow.uploads)
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

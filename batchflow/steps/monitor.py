@@ -18,6 +18,7 @@ from batchflow.errors import RunFailed
 from batchflow.state import TaskRecord
 from batchflow.steps.context import RunContext
 
+
 def _iso(value: Any) -> str | None:
     if value is None:
         return None
@@ -63,7 +64,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 ctx.checkpoint()
             if ctx.store.journal_length > total:
                 ctx.store.compact()  # keep the journal short during a long watch
-            progress.update(counts.completed, f"{counts.running} running, {counts.active} waiting, {counts.failed} failed")
+            progress.update(
+                counts.completed, f"{counts.running} running, {counts.active} waiting, {counts.failed} failed"
+            )
             if counts.completed >= total and counts.active == 0 and counts.running == 0:
                 break
             if time.monotonic() > deadline:

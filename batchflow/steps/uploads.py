@@ -20,7 +20,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
     progress = ctx.report.progress("uploading", len(files), "file")
 
     def one(upload: UploadFile) -> str:
-        return ctx.blobs.upload(upload.local_path, upload.container, upload.blob_name, ctx.digests.get(upload.local_path))
+        return ctx.blobs.upload(
+            upload.local_path, upload.container, upload.blob_name, ctx.digests.get(upload.local_path)
+        )
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futures = {pool.submit(one, upload): upload for upload in files}

@@ -31,7 +31,10 @@ def test_azure_target_from_the_environment() -> None:
 def test_azure_target_without_keys_uses_entra_id() -> None:
     target = resolve(
         "azure",
-        {"AZURE_BATCH_ENDPOINT": "https://b.eastus.batch.azure.com", "AZURE_STORAGE_ACCOUNT_URL": "https://st.blob.core.windows.net"},
+        {
+            "AZURE_BATCH_ENDPOINT": "https://b.eastus.batch.azure.com",
+            "AZURE_STORAGE_ACCOUNT_URL": "https://st.blob.core.windows.net",
+        },
     )
     assert target.uses_entra_for_batch and target.uses_entra_for_storage
     assert target.storage_account_name == "st"

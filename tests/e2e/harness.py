@@ -40,13 +40,22 @@ class Batchflow:
     def run(self, *args: str, timeout: float = 180, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "batchflow", *args],
-            cwd=self.cwd, env=self.env(**extra), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            cwd=self.cwd,
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
 
     def start(self, *args: str, **extra: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "batchflow", *args],
-            cwd=self.cwd, env=self.env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=self.cwd,
+            env=self.env(**extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             stdin=subprocess.DEVNULL,
         )
 
@@ -75,7 +84,9 @@ def topwords_variant(
     """
     shutil.copytree(WORKFLOWS / "topwords", folder / "topwords", dirs_exist_ok=True)
     for index in range(extra_files):
-        (folder / "topwords" / "data" / f"extra{index:03d}.txt").write_text(f"alpha beta beta gamma {index}\n" * (index + 1))
+        (folder / "topwords" / "data" / f"extra{index:03d}.txt").write_text(
+            f"alpha beta beta gamma {index}\n" * (index + 1)
+        )
     suffix = uuid.uuid4().hex[:8]
     pool, job = f"pool-{suffix}", f"job-{suffix}"
     text = (WORKFLOWS / "topwords.yaml").read_text()

@@ -8,11 +8,20 @@ import uuid
 from pathlib import Path
 
 from batchflow.local import account
-from tests.e2e.harness import WORKFLOWS, Batchflow, check_topwords_outputs, secrets_in, topwords_variant, unique_containers
+from tests.e2e.harness import (
+    WORKFLOWS,
+    Batchflow,
+    check_topwords_outputs,
+    secrets_in,
+    topwords_variant,
+    unique_containers,
+)
 
 
 def test_topwords_runs_and_outputs_are_correct(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
-    workflow, pool, job = topwords_variant(batchflow.cwd, cleanup="  containers: delete\n  job: delete\n  pool: delete\n")
+    workflow, pool, job = topwords_variant(
+        batchflow.cwd, cleanup="  containers: delete\n  job: delete\n  pool: delete\n"
+    )
     run = batchflow.run("apply", str(workflow))
     assert run.returncode == 0, run.stderr
     for number in range(1, 10):
@@ -24,7 +33,10 @@ def test_topwords_runs_and_outputs_are_correct(batchflow: Batchflow, local_servi
     # the run deleted its job, pool and containers
     client = local_services.batch_client()
     assert pool not in {p.id for p in client.list_pools()}
-    assert not any(c.name.startswith("input-") and c.name.endswith(pool[5:]) for c in local_services.blob_service().list_containers())
+    assert not any(
+        c.name.startswith("input-") and c.name.endswith(pool[5:])
+        for c in local_services.blob_service().list_containers()
+    )
 
     # no secret in the state, the outputs, or what was printed
     keys = [account.BATCH_ACCOUNT_KEY, account.STORAGE_ACCOUNT_KEY]
@@ -40,7 +52,9 @@ def test_topwords_runs_and_outputs_are_correct(batchflow: Batchflow, local_servi
 
 
 def test_templated_rerun_with_new_inputs(batchflow: Batchflow) -> None:
-    workflow, pool, job = topwords_variant(batchflow.cwd, cleanup="  containers: delete\n  job: delete\n  pool: delete\n")
+    workflow, pool, job = topwords_variant(
+        batchflow.cwd, cleanup="  containers: delete\n  job: delete\n  pool: delete\n"
+    )
     first = batchflow.run("apply", str(workflow))
     assert first.returncode == 0, first.stderr
     more = batchflow.cwd / "more"
@@ -48,8 +62,14 @@ def test_templated_rerun_with_new_inputs(batchflow: Batchflow) -> None:
     (more / "one.txt").write_text("red green blue green red red yellow blue green red\n")
     (more / "two.txt").write_text("\ufeffsea, sky; sea! land? sky sea: land... (sky) sea\n", encoding="utf-8")
     second = batchflow.run(
-        "apply", str(workflow), "--set", f"input_files={more}/*.txt", "--set", "numwords=5",
-        "--set", "output_dir=output/more",
+        "apply",
+        str(workflow),
+        "--set",
+        f"input_files={more}/*.txt",
+        "--set",
+        "numwords=5",
+        "--set",
+        "output_dir=output/more",
     )
     assert second.returncode == 0, second.stderr
     assert "already finished" not in second.stderr  # a new run: the definition changed
@@ -87,7 +107,11 @@ def test_a_second_apply_on_the_same_run_is_refused(batchflow: Batchflow) -> None
         deadline = time.monotonic() + 60
         lock_files = []
         while not lock_files and time.monotonic() < deadline:
-            lock_files = list((batchflow.cwd / ".batchflow").glob("*/lock.json")) if (batchflow.cwd / ".batchflow").exists() else []
+            lock_files = (
+                list((batchflow.cwd / ".batchflow").glob("*/lock.json"))
+                if (batchflow.cwd / ".batchflow").exists()
+                else []
+            )
             time.sleep(0.1)
         assert lock_files, "the first apply never took its lock"
         second = batchflow.run("apply", str(workflow))
@@ -106,7 +130,7 @@ def test_malicious_blob_name_is_refused_on_download(batchflow: Batchflow, tmp_pa
     # one task also uploads a blob whose name is an absolute path
     text = workflow.read_text().replace(
         'python3 "$AZ_BATCH_NODE_SHARED_DIR/topwords.py"',
-        'python3 -c "import os,sys; sys.path.insert(0, os.environ[\'AZ_BATCH_NODE_SHARED_DIR\']); '
+        "python3 -c \"import os,sys; sys.path.insert(0, os.environ['AZ_BATCH_NODE_SHARED_DIR']); "
         f"import topwords; topwords.put_blob(os.environ['OUTPUT_CONTAINER_URL'], '{escape}', b'pwned')\"; "
         'python3 "$AZ_BATCH_NODE_SHARED_DIR/topwords.py"',
     )
@@ -123,7 +147,12 @@ def test_azure_target_from_local_env(batchflow: Batchflow) -> None:
     """The azure target's configuration path, fed by `batchflow local env`."""
     workflow, _, _ = topwords_variant(batchflow.cwd, cleanup="  containers: delete\n  job: delete\n  pool: delete\n")
     exported = json.loads(batchflow.run("local", "env", "--json").stdout)
-    assert set(exported) >= {"AZURE_BATCH_ENDPOINT", "AZURE_BATCH_ACCOUNT_NAME", "AZURE_BATCH_ACCOUNT_KEY", "AZURE_STORAGE_CONNECTION_STRING"}
+    assert set(exported) >= {
+        "AZURE_BATCH_ENDPOINT",
+        "AZURE_BATCH_ACCOUNT_NAME",
+        "AZURE_BATCH_ACCOUNT_KEY",
+        "AZURE_STORAGE_CONNECTION_STRING",
+    }
     run = batchflow.run("apply", str(workflow), "--target", "azure", **exported)
     assert run.returncode == 0, run.stderr
     assert "on azure (Batch http://127.0.0.1:" in run.stderr
@@ -138,7 +167,9 @@ def test_ffmpeg_converts_every_file(batchflow: Batchflow, tmp_path: Path) -> Non
     media = tmp_path / "media"
     subprocess.run([sys.executable, str(WORKFLOWS / "ffmpeg" / "make_samples.py"), "--dest", str(media)], check=True)
     shutil.copytree(WORKFLOWS / "ffmpeg", batchflow.cwd / "ffmpeg", dirs_exist_ok=True)
-    text = (WORKFLOWS / "ffmpeg.yaml").read_text().replace("job: ask", "job: delete").replace("pool: ask", "pool: delete")
+    text = (
+        (WORKFLOWS / "ffmpeg.yaml").read_text().replace("job: ask", "job: delete").replace("pool: ask", "pool: delete")
+    )
     text = unique_containers(text, uuid.uuid4().hex[:8])
     workflow = batchflow.cwd / "ffmpeg.yaml"
     workflow.write_text(text)
@@ -151,7 +182,9 @@ def test_ffmpeg_converts_every_file(batchflow: Batchflow, tmp_path: Path) -> Non
     def duration(path: Path) -> float:
         probe = subprocess.run(
             ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return float(probe.stdout.strip())
 
@@ -197,7 +230,9 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(batchflow: Batchflow
     import signal
 
     workflow, _, _ = topwords_variant(batchflow.cwd, sleep=2)
-    process = batchflow.start("apply", str(workflow), BATCHFLOW_FAULT_PAUSE="monitor", BATCHFLOW_FAULT_PAUSE_SECONDS="60")
+    process = batchflow.start(
+        "apply", str(workflow), BATCHFLOW_FAULT_PAUSE="monitor", BATCHFLOW_FAULT_PAUSE_SECONDS="60"
+    )
     assert process.stderr is not None
     for line in process.stderr:
         if "paused inside step monitor" in line:

@@ -23,7 +23,9 @@ def faulty_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
         patch.setenv("BATCHFLOW_FAULT_PREEMPT_AFTER", "0.3")
         patch.setenv("BATCHFLOW_FAULT_PREEMPT_DOWNTIME", "0.5")
         patch.setenv("BATCHFLOW_FAULT_NODE_START_DELAY", "1")
-        endpoints = services.ensure_running(home, batch_port=0, blob_port=0, azurite_executable=azurite_for_tests(), max_nodes=2)
+        endpoints = services.ensure_running(
+            home, batch_port=0, blob_port=0, azurite_executable=azurite_for_tests(), max_nodes=2
+        )
     try:
         yield home, endpoints
     finally:

@@ -10,7 +10,9 @@ from azure.batch import models
 
 T = TypeVar("T")
 IMAGE = models.VirtualMachineConfiguration(
-    image_reference=models.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
+    image_reference=models.BatchVmImageReference(
+        publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+    ),
     node_agent_sku_id="batch.node.ubuntu 22.04",
 )
 
@@ -30,14 +32,20 @@ def wait_for(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.
 def create_pool(client: Any, pool_id: str, nodes: int = 1, low_priority: int = 0, **options: Any) -> None:
     client.create_pool(
         models.BatchPoolCreateOptions(
-            id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=IMAGE,
-            target_dedicated_nodes=nodes, target_low_priority_nodes=low_priority, **options,
+            id=pool_id,
+            vm_size="standard_d2s_v3",
+            virtual_machine_configuration=IMAGE,
+            target_dedicated_nodes=nodes,
+            target_low_priority_nodes=low_priority,
+            **options,
         )
     )
 
 
 def create_job(client: Any, job_id: str, pool_id: str, **options: Any) -> None:
-    client.create_job(models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool_id), **options))
+    client.create_job(
+        models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool_id), **options)
+    )
 
 
 def wait_tasks_completed(client: Any, job_id: str, timeout: float = 30.0) -> list[Any]:
@@ -50,8 +58,12 @@ def wait_tasks_completed(client: Any, job_id: str, timeout: float = 30.0) -> lis
     return wait_for(done, timeout, 0.1, f"all tasks of {job_id} to complete")
 
 
-def wait_task(client: Any, job_id: str, task_id: str, state: Any = models.BatchTaskState.COMPLETED, timeout: float = 20.0) -> Any:
-    return wait_for(lambda: (t := client.get_task(job_id, task_id)).state == state and t, timeout, 0.05, f"{task_id} to be {state}")
+def wait_task(
+    client: Any, job_id: str, task_id: str, state: Any = models.BatchTaskState.COMPLETED, timeout: float = 20.0
+) -> Any:
+    return wait_for(
+        lambda: (t := client.get_task(job_id, task_id)).state == state and t, timeout, 0.05, f"{task_id} to be {state}"
+    )
 
 
 def read_task_file(client: Any, job_id: str, task_id: str, name: str) -> str:

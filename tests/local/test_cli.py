@@ -19,7 +19,10 @@ def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env.pop("BATCHFLOW_HOME", None)
     return subprocess.run(
         [sys.executable, "-m", "batchflow", "local", "--home", str(home), *args],
-        capture_output=True, text=True, env=env, timeout=90,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,
     )
 
 

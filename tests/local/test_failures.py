@@ -24,7 +24,9 @@ def test_failing_start_task_leaves_node_starttaskfailed(local_services):
     create_pool(client, pool_id, nodes=1, start_task=start)
     try:
         node = wait_for(
-            lambda: next((n for n in client.list_nodes(pool_id) if n.state == models.BatchNodeState.START_TASK_FAILED), None),
+            lambda: next(
+                (n for n in client.list_nodes(pool_id) if n.state == models.BatchNodeState.START_TASK_FAILED), None
+            ),
             what="starttaskfailed",
         )
         assert node.start_task_info.exit_code == 3
@@ -49,7 +51,10 @@ def test_start_task_success_gates_tasks(local_services):
     create_pool(client, pool_id, nodes=1, start_task=start)
     create_job(client, job_id, pool_id)
     try:
-        client.create_task(job_id, models.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/flag'"))
+        client.create_task(
+            job_id,
+            models.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/flag'"),
+        )
         task = wait_task(client, job_id, "t")
         assert task.execution_info.exit_code == 0
         assert read_task_file(client, job_id, "t", "stdout.txt") == "ready\n"
@@ -63,10 +68,16 @@ def test_task_exceeding_wall_clock_is_killed(local_services):
     create_pool(client, pool_id, nodes=1)
     create_job(client, job_id, pool_id)
     try:
-        client.create_task(job_id, models.BatchTaskCreateOptions(
-            id="slow", command_line="/bin/sh -c 'sleep 30 & sleep 30'",
-            constraints=models.BatchTaskConstraints(max_wall_clock_time=timedelta(seconds=1), max_task_retry_count=3),
-        ))
+        client.create_task(
+            job_id,
+            models.BatchTaskCreateOptions(
+                id="slow",
+                command_line="/bin/sh -c 'sleep 30 & sleep 30'",
+                constraints=models.BatchTaskConstraints(
+                    max_wall_clock_time=timedelta(seconds=1), max_task_retry_count=3
+                ),
+            ),
+        )
         started = time.monotonic()
         task = wait_task(client, job_id, "slow", timeout=10)
         assert time.monotonic() - started < 5
@@ -84,12 +95,21 @@ def test_retries_until_the_limit_then_fail(local_services):
     create_job(client, job_id, pool_id)
     counting = "/bin/sh -c 'n=$(cat ../count 2>/dev/null || echo 0); n=$((n+1)); echo $n > ../count; test $n -ge {}'"
     try:
-        client.create_tasks(job_id, [
-            models.BatchTaskCreateOptions(id="never", command_line=counting.format(99),
-                                          constraints=models.BatchTaskConstraints(max_task_retry_count=2)),
-            models.BatchTaskCreateOptions(id="third", command_line=counting.format(3),
-                                          constraints=models.BatchTaskConstraints(max_task_retry_count=5)),
-        ])
+        client.create_tasks(
+            job_id,
+            [
+                models.BatchTaskCreateOptions(
+                    id="never",
+                    command_line=counting.format(99),
+                    constraints=models.BatchTaskConstraints(max_task_retry_count=2),
+                ),
+                models.BatchTaskCreateOptions(
+                    id="third",
+                    command_line=counting.format(3),
+                    constraints=models.BatchTaskConstraints(max_task_retry_count=5),
+                ),
+            ],
+        )
         never = wait_task(client, job_id, "never")
         assert never.execution_info.retry_count == 2
         assert never.execution_info.exit_code == 1
@@ -120,11 +140,18 @@ def test_job_actions_terminate_on_failure_and_completion(local_services):
     create_job(client, finishing, pool_id)
     try:
         client.create_task(failing, models.BatchTaskCreateOptions(id="f", command_line="false"))
-        job = wait_for(lambda: (j := client.get_job(failing)).state == models.BatchJobState.COMPLETED and j, what="job terminated")
+        job = wait_for(
+            lambda: (j := client.get_job(failing)).state == models.BatchJobState.COMPLETED and j, what="job terminated"
+        )
         assert job.execution_info.termination_reason == "TaskFailed"
         client.create_task(finishing, models.BatchTaskCreateOptions(id="a", command_line="true"))
-        client.update_job(finishing, models.BatchJobUpdateOptions(all_tasks_complete_mode=models.BatchAllTasksCompleteMode.TERMINATE_JOB))
-        job = wait_for(lambda: (j := client.get_job(finishing)).state == models.BatchJobState.COMPLETED and j, what="job completed")
+        client.update_job(
+            finishing,
+            models.BatchJobUpdateOptions(all_tasks_complete_mode=models.BatchAllTasksCompleteMode.TERMINATE_JOB),
+        )
+        job = wait_for(
+            lambda: (j := client.get_job(finishing)).state == models.BatchJobState.COMPLETED and j, what="job completed"
+        )
         assert job.execution_info.termination_reason == "AllTasksComplete"
     finally:
         cleanup(client, failing)
@@ -137,14 +164,23 @@ def test_dependencies_wait_and_block(local_services):
     create_pool(client, pool_id, nodes=1, task_slots_per_node=4)
     create_job(client, job_id, pool_id, uses_task_dependencies=True)
     try:
-        client.create_tasks(job_id, [
-            models.BatchTaskCreateOptions(id="1", command_line="/bin/sh -c 'sleep 0.3; echo one > $AZ_BATCH_NODE_SHARED_DIR/one'"),
-            models.BatchTaskCreateOptions(id="2", command_line="false"),
-            models.BatchTaskCreateOptions(id="after", command_line="/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/one'",
-                                          depends_on=models.BatchTaskDependencies(task_id_ranges=[models.BatchTaskIdRange(start=1, end=1)])),
-            models.BatchTaskCreateOptions(id="blocked", command_line="true",
-                                          depends_on=models.BatchTaskDependencies(task_ids=["1", "2"])),
-        ])
+        client.create_tasks(
+            job_id,
+            [
+                models.BatchTaskCreateOptions(
+                    id="1", command_line="/bin/sh -c 'sleep 0.3; echo one > $AZ_BATCH_NODE_SHARED_DIR/one'"
+                ),
+                models.BatchTaskCreateOptions(id="2", command_line="false"),
+                models.BatchTaskCreateOptions(
+                    id="after",
+                    command_line="/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/one'",
+                    depends_on=models.BatchTaskDependencies(task_id_ranges=[models.BatchTaskIdRange(start=1, end=1)]),
+                ),
+                models.BatchTaskCreateOptions(
+                    id="blocked", command_line="true", depends_on=models.BatchTaskDependencies(task_ids=["1", "2"])
+                ),
+            ],
+        )
         after = wait_task(client, job_id, "after")
         assert after.execution_info.exit_code == 0
         time.sleep(0.3)

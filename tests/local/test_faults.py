@@ -22,10 +22,30 @@ def faulty_endpoint(tmp_path_factory):
     """A second local Batch service with every fault switched on, deterministically seeded."""
     home = tmp_path_factory.mktemp("faulty-home")
     process = subprocess.Popen(
-        [sys.executable, "-m", "batchflow.local.emulator", "--home", str(home), "--port", "0",
-         "--fault-seed", "7", "--fault-http-rate", "0.3", "--fault-preempt-rate", "1.0", "--fault-node-start-delay", "0.6"],
-        stdout=subprocess.PIPE, text=True,
-        env={**__import__("os").environ, "BATCHFLOW_FAULT_PREEMPT_AFTER": "0.3", "BATCHFLOW_FAULT_PREEMPT_DOWNTIME": "0.3"},
+        [
+            sys.executable,
+            "-m",
+            "batchflow.local.emulator",
+            "--home",
+            str(home),
+            "--port",
+            "0",
+            "--fault-seed",
+            "7",
+            "--fault-http-rate",
+            "0.3",
+            "--fault-preempt-rate",
+            "1.0",
+            "--fault-node-start-delay",
+            "0.6",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={
+            **__import__("os").environ,
+            "BATCHFLOW_FAULT_PREEMPT_AFTER": "0.3",
+            "BATCHFLOW_FAULT_PREEMPT_DOWNTIME": "0.3",
+        },
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -71,8 +91,11 @@ def test_preempted_low_priority_node_requeues_its_task(faulty_endpoint):
     create_job(client, job_id, pool_id)
     try:
         client.create_task(job_id, models.BatchTaskCreateOptions(id="t", command_line="sleep 5"))
-        task = wait_for(lambda: (t := client.get_task(job_id, "t")).execution_info.requeue_count >= 1 and t,
-                        timeout=10, what="a requeue")
+        task = wait_for(
+            lambda: (t := client.get_task(job_id, "t")).execution_info.requeue_count >= 1 and t,
+            timeout=10,
+            what="a requeue",
+        )
         assert task.execution_info.last_requeue_time is not None
     finally:
         client.begin_delete_job(job_id, polling_interval=0.05).result()

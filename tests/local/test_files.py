@@ -13,9 +13,11 @@ from tests.local.support import cleanup, create_job, create_pool, read_task_file
 
 def _container_url(local_services, container: str, **permissions: bool) -> str:
     sas = generate_container_sas(
-        account_name=local_services.endpoints.storage_account_name, container_name=container,
+        account_name=local_services.endpoints.storage_account_name,
+        container_name=container,
         account_key=local_services.endpoints.storage_account_key,
-        permission=ContainerSasPermissions(**permissions), expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+        permission=ContainerSasPermissions(**permissions),
+        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
     )
     return f"{local_services.blob_endpoint}/{container}?{sas}"
 
@@ -33,21 +35,27 @@ def test_output_files_appear_in_azurite(local_services):
     def output(pattern: str, path: str | None, condition: models.OutputFileUploadCondition) -> models.OutputFile:
         return models.OutputFile(
             file_pattern=pattern,
-            destination=models.OutputFileDestination(container=models.OutputFileBlobContainerDestination(container_url=url, path=path)),
+            destination=models.OutputFileDestination(
+                container=models.OutputFileBlobContainerDestination(container_url=url, path=path)
+            ),
             upload_options=models.OutputFileUploadConfiguration(upload_condition=condition),
         )
 
     script = "mkdir -p out/sub out/.hidden; echo a > out/a.txt; echo b > out/sub/b.txt; echo h > out/.hidden/h.txt; echo x > out/x.log; echo done"
     try:
-        client.create_task(job_id, models.BatchTaskCreateOptions(
-            id="writer", command_line=f"/bin/sh -c '{script}'",
-            output_files=[
-                output("out/**/*.txt", "results", models.OutputFileUploadCondition.TASK_SUCCESS),
-                output("out/?.log", None, models.OutputFileUploadCondition.TASK_COMPLETION),
-                output("../stdout.txt", "logs/writer-stdout.txt", models.OutputFileUploadCondition.TASK_COMPLETION),
-                output("out/a.txt", "failure-only.txt", models.OutputFileUploadCondition.TASK_FAILURE),
-            ],
-        ))
+        client.create_task(
+            job_id,
+            models.BatchTaskCreateOptions(
+                id="writer",
+                command_line=f"/bin/sh -c '{script}'",
+                output_files=[
+                    output("out/**/*.txt", "results", models.OutputFileUploadCondition.TASK_SUCCESS),
+                    output("out/?.log", None, models.OutputFileUploadCondition.TASK_COMPLETION),
+                    output("../stdout.txt", "logs/writer-stdout.txt", models.OutputFileUploadCondition.TASK_COMPLETION),
+                    output("out/a.txt", "failure-only.txt", models.OutputFileUploadCondition.TASK_FAILURE),
+                ],
+            ),
+        )
         task = wait_task(client, job_id, "writer")
         assert task.execution_info.result == models.BatchTaskExecutionResult.SUCCESS, task.execution_info.failure_info
         names = sorted(b.name for b in blob_service.get_container_client(container).list_blobs())
@@ -66,14 +74,24 @@ def test_upload_to_missing_container_fails_the_task(local_services):
     create_job(client, job_id, pool_id)
     url = _container_url(local_services, unique("missing"), write=True, create=True)
     try:
-        client.create_task(job_id, models.BatchTaskCreateOptions(
-            id="t", command_line="/bin/sh -c 'echo hi > f.txt'",
-            output_files=[models.OutputFile(
-                file_pattern="f.txt",
-                destination=models.OutputFileDestination(container=models.OutputFileBlobContainerDestination(container_url=url)),
-                upload_options=models.OutputFileUploadConfiguration(upload_condition=models.OutputFileUploadCondition.TASK_COMPLETION),
-            )],
-        ))
+        client.create_task(
+            job_id,
+            models.BatchTaskCreateOptions(
+                id="t",
+                command_line="/bin/sh -c 'echo hi > f.txt'",
+                output_files=[
+                    models.OutputFile(
+                        file_pattern="f.txt",
+                        destination=models.OutputFileDestination(
+                            container=models.OutputFileBlobContainerDestination(container_url=url)
+                        ),
+                        upload_options=models.OutputFileUploadConfiguration(
+                            upload_condition=models.OutputFileUploadCondition.TASK_COMPLETION
+                        ),
+                    )
+                ],
+            ),
+        )
         task = wait_task(client, job_id, "t")
         assert task.execution_info.exit_code == 0
         assert task.execution_info.result == models.BatchTaskExecutionResult.FAILURE
@@ -94,20 +112,34 @@ def test_container_and_auto_storage_resource_files(local_services):
     create_job(client, job_id, pool_id)
     url = _container_url(local_services, container, read=True, list=True)
     try:
-        client.create_tasks(job_id, [
-            models.BatchTaskCreateOptions(
-                id="sas", command_line="/bin/sh -c 'cat inputs/data/one.txt inputs/data/two.txt; ls inputs/other 2>&1; stat -c %a inputs/data/one.txt'",
-                resource_files=[models.ResourceFile(storage_container_url=url, blob_prefix="data/", file_path="inputs", file_mode="0640")],
-            ),
-            models.BatchTaskCreateOptions(
-                id="auto", command_line="cat other/skip.txt",
-                resource_files=[models.ResourceFile(auto_storage_container_name=container, blob_prefix="other/")],
-            ),
-            models.BatchTaskCreateOptions(
-                id="missing", command_line="true",
-                resource_files=[models.ResourceFile(http_url=f"{local_services.blob_endpoint}/{container}/nope.txt", file_path="nope.txt")],
-            ),
-        ])
+        client.create_tasks(
+            job_id,
+            [
+                models.BatchTaskCreateOptions(
+                    id="sas",
+                    command_line="/bin/sh -c 'cat inputs/data/one.txt inputs/data/two.txt; ls inputs/other 2>&1; stat -c %a inputs/data/one.txt'",
+                    resource_files=[
+                        models.ResourceFile(
+                            storage_container_url=url, blob_prefix="data/", file_path="inputs", file_mode="0640"
+                        )
+                    ],
+                ),
+                models.BatchTaskCreateOptions(
+                    id="auto",
+                    command_line="cat other/skip.txt",
+                    resource_files=[models.ResourceFile(auto_storage_container_name=container, blob_prefix="other/")],
+                ),
+                models.BatchTaskCreateOptions(
+                    id="missing",
+                    command_line="true",
+                    resource_files=[
+                        models.ResourceFile(
+                            http_url=f"{local_services.blob_endpoint}/{container}/nope.txt", file_path="nope.txt"
+                        )
+                    ],
+                ),
+            ],
+        )
         sas = wait_task(client, job_id, "sas")
         assert sas.execution_info.exit_code == 0
         out = read_task_file(client, job_id, "sas", "stdout.txt")
@@ -128,10 +160,14 @@ def test_task_files_api(local_services):
     create_pool(client, pool_id, nodes=1)
     create_job(client, job_id, pool_id)
     try:
-        client.create_task(job_id, models.BatchTaskCreateOptions(
-            id="t", command_line="/bin/sh -c 'mkdir -p \"sub dir\"; printf hello-world > \"sub dir/out.txt\"; env | grep ^AZ_BATCH_ | sort'",
-            environment_settings=[models.EnvironmentSetting(name="MINE", value="1")],
-        ))
+        client.create_task(
+            job_id,
+            models.BatchTaskCreateOptions(
+                id="t",
+                command_line='/bin/sh -c \'mkdir -p "sub dir"; printf hello-world > "sub dir/out.txt"; env | grep ^AZ_BATCH_ | sort\'',
+                environment_settings=[models.EnvironmentSetting(name="MINE", value="1")],
+            ),
+        )
         wait_task(client, job_id, "t")
         assert b"".join(client.download_task_file(job_id, "t", "wd/sub dir/out.txt", ocp_range="bytes=0-4")) == b"hello"
         props = client.get_task_file_properties(job_id, "t", "wd/sub dir/out.txt")
@@ -139,7 +175,9 @@ def test_task_files_api(local_services):
         names = {f.name for f in client.list_task_files(job_id, "t", recursive=True)}
         assert {"wd", "wd/sub dir", "wd/sub dir/out.txt", "stdout.txt", "stderr.txt"} <= names
         env = dict(line.split("=", 1) for line in read_task_file(client, job_id, "t", "stdout.txt").splitlines())
-        assert env["AZ_BATCH_TASK_ID"] == "t" and env["AZ_BATCH_JOB_ID"] == job_id and env["AZ_BATCH_POOL_ID"] == pool_id
+        assert (
+            env["AZ_BATCH_TASK_ID"] == "t" and env["AZ_BATCH_JOB_ID"] == job_id and env["AZ_BATCH_POOL_ID"] == pool_id
+        )
         assert env["AZ_BATCH_TASK_WORKING_DIR"].endswith(f"workitems/{job_id}/job-1/t/wd")
         assert env["AZ_BATCH_ACCOUNT_URL"] == local_services.batch_endpoint
         task = client.get_task(job_id, "t")

@@ -5,7 +5,15 @@ from __future__ import annotations
 from azure.batch import models
 
 from tests.conftest import task_processes, unique
-from tests.local.support import cleanup, create_job, create_pool, read_task_file, wait_for, wait_task, wait_tasks_completed
+from tests.local.support import (
+    cleanup,
+    create_job,
+    create_pool,
+    read_task_file,
+    wait_for,
+    wait_task,
+    wait_tasks_completed,
+)
 
 
 def test_deleting_a_job_with_running_tasks_leaves_no_process(local_services):
@@ -15,9 +23,13 @@ def test_deleting_a_job_with_running_tasks_leaves_no_process(local_services):
     create_job(client, job_id, pool_id)
     try:
         # Each task forks: a background sleeper and a foreground one, so a whole tree must die.
-        client.create_tasks(job_id, [
-            models.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/sh -c 'sleep 60 & sleep 60'") for i in range(3)
-        ])
+        client.create_tasks(
+            job_id,
+            [
+                models.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/sh -c 'sleep 60 & sleep 60'")
+                for i in range(3)
+            ],
+        )
         wait_for(lambda: client.get_job_task_counts(job_id).task_counts.running == 3, what="three running tasks")
         wait_for(lambda: len(task_processes(local_services.home)) >= 6, what="the task process trees")
         client.begin_delete_job(job_id, polling_interval=0.05).result()
@@ -32,9 +44,9 @@ def test_terminating_tasks_and_jobs(local_services):
     create_pool(client, pool_id, nodes=1, task_slots_per_node=2)
     create_job(client, job_id, pool_id)
     try:
-        client.create_tasks(job_id, [
-            models.BatchTaskCreateOptions(id=f"t{i}", command_line="sleep 60") for i in range(3)
-        ])
+        client.create_tasks(
+            job_id, [models.BatchTaskCreateOptions(id=f"t{i}", command_line="sleep 60") for i in range(3)]
+        )
         running = wait_for(lambda: list(client.list_tasks(job_id, filter="state eq 'running'")), what="a running task")
         client.terminate_task(job_id, running[0].id)
         ended = wait_task(client, job_id, running[0].id)

@@ -20,9 +20,12 @@ def test_quickstart(local_services):
     for name, text in files.items():
         blob_service.get_blob_client(container, name).upload_blob(text)
         sas = generate_blob_sas(
-            account_name=blob_service.account_name, container_name=container, blob_name=name,
+            account_name=blob_service.account_name,
+            container_name=container,
+            blob_name=name,
             account_key=local_services.endpoints.storage_account_key,
-            permission=BlobSasPermissions(read=True), expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+            permission=BlobSasPermissions(read=True),
+            expiry=datetime.now(timezone.utc) + timedelta(hours=1),
         )
         url = f"{local_services.blob_endpoint}/{container}/{name}?{sas}"
         resource_files.append(models.ResourceFile(http_url=url, file_path=name))
@@ -34,7 +37,9 @@ def test_quickstart(local_services):
     assert pool.state == models.BatchPoolState.ACTIVE
     create_job(client, job_id, pool_id)
     tasks = [
-        models.BatchTaskCreateOptions(id=f"Task{i}", command_line=f"cat {resource.file_path}", resource_files=[resource])
+        models.BatchTaskCreateOptions(
+            id=f"Task{i}", command_line=f"cat {resource.file_path}", resource_files=[resource]
+        )
         for i, resource in enumerate(resource_files)
     ]
     client.create_tasks(job_id, tasks)

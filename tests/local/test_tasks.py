@@ -44,11 +44,13 @@ def test_collection_reports_each_task(local_services, idle_job):
     client.create_task(job_id, models.BatchTaskCreateOptions(id="dup", command_line="true"))
     answer = client.create_task_collection(
         job_id,
-        models.BatchTaskGroup(task_values=[
-            models.BatchTaskCreateOptions(id="dup", command_line="true"),
-            models.BatchTaskCreateOptions(id="fresh", command_line="true"),
-            models.BatchTaskCreateOptions(id="bad id!", command_line="true"),
-        ]),
+        models.BatchTaskGroup(
+            task_values=[
+                models.BatchTaskCreateOptions(id="dup", command_line="true"),
+                models.BatchTaskCreateOptions(id="fresh", command_line="true"),
+                models.BatchTaskCreateOptions(id="bad id!", command_line="true"),
+            ]
+        ),
     )
     by_id = {r.task_id: r for r in answer.result_values}
     assert by_id["dup"].status == models.BatchTaskAddStatus.CLIENT_ERROR
@@ -77,13 +79,12 @@ def test_task_counts_agree_with_listing(local_services):
     create_pool(client, pool_id, nodes=1, task_slots_per_node=3)
     create_job(client, job_id, pool_id)
     try:
-        client.create_tasks(job_id, [
-            models.BatchTaskCreateOptions(id=f"ok{i}", command_line="true") for i in range(4)
-        ] + [
-            models.BatchTaskCreateOptions(id=f"bad{i}", command_line="/bin/sh -c 'exit 3'") for i in range(2)
-        ] + [
-            models.BatchTaskCreateOptions(id="big", command_line="true", required_slots=2)
-        ])
+        client.create_tasks(
+            job_id,
+            [models.BatchTaskCreateOptions(id=f"ok{i}", command_line="true") for i in range(4)]
+            + [models.BatchTaskCreateOptions(id=f"bad{i}", command_line="/bin/sh -c 'exit 3'") for i in range(2)]
+            + [models.BatchTaskCreateOptions(id="big", command_line="true", required_slots=2)],
+        )
         tasks = wait_tasks_completed(client, job_id)
         counts = client.get_job_task_counts(job_id)
         succeeded = [t for t in tasks if t.execution_info.result == models.BatchTaskExecutionResult.SUCCESS]

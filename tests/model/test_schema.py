@@ -70,9 +70,21 @@ def test_shipped_workflows_point_editors_at_the_schema() -> None:
 def test_non_editable_install_works_from_any_directory(tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-         "--disable-pip-version-check", "--target", str(target), str(REPO)],
-        check=True, cwd=tmp_path, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(REPO),
+        ],
+        check=True,
+        cwd=tmp_path,
+        capture_output=True,
     )
     installed = target / "batchflow" / "model" / "workflow.schema.json"
     assert installed.is_file() and not installed.is_symlink()
@@ -82,12 +94,19 @@ def test_non_editable_install_works_from_any_directory(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(target)}
     run = subprocess.run(
         [sys.executable, "-m", "batchflow", "validate", str(REPO / "workflows" / "topwords.yaml")],
-        cwd=elsewhere, env=env, capture_output=True, text=True,
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     assert "valid workflow 'topwords'" in run.stdout
     check = subprocess.run(
         [sys.executable, "-c", "import batchflow; print(batchflow.__file__)"],
-        cwd=elsewhere, env=env, capture_output=True, text=True, check=True,
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert check.stdout.startswith(str(target))

@@ -81,7 +81,10 @@ def test_unused_variable_is_a_warning_with_a_suggestion(project: Project) -> Non
     path = project.write(WITH_VARS)
     result = project.run("validate", str(path), "--set", "tga=x")
     assert result.code == 0
-    assert "command line: warning: variable 'tga' is set by --set tga but no template uses it (did you mean 'tag'?)" in result.err
+    assert (
+        "command line: warning: variable 'tga' is set by --set tga but no template uses it (did you mean 'tag'?)"
+        in result.err
+    )
 
 
 def test_unused_default_points_at_its_line(project: Project) -> None:

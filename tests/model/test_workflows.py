@@ -21,7 +21,11 @@ WORKFLOWS = REPO / "workflows"
 @pytest.fixture(scope="module")
 def ffmpeg_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("mp4")
-    subprocess.run([sys.executable, str(WORKFLOWS / "ffmpeg" / "make_samples.py"), "--dest", str(dest)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(WORKFLOWS / "ffmpeg" / "make_samples.py"), "--dest", str(dest)],
+        check=True,
+        capture_output=True,
+    )
     return dest
 
 
@@ -31,7 +35,10 @@ def test_topwords_validates_and_follows_the_tutorial() -> None:
     assert [t.id for t in workflow.tasks] == ["topNtask0", "topNtask1", "topNtask2"]
     assert {u.container for u in workflow.uploads} == {"application", "input"}
     assert workflow.pool.id == "PythonTutorialPool" and workflow.job.id == "PythonTutorialJob"
-    assert workflow.pool.image.offer == "ubuntu-24_04-lts" and workflow.pool.image.node_agent_sku == "batch.node.ubuntu 24.04"
+    assert (
+        workflow.pool.image.offer == "ubuntu-24_04-lts"
+        and workflow.pool.image.node_agent_sku == "batch.node.ubuntu 24.04"
+    )
     assert workflow.pool.start_task and "AZ_BATCH_NODE_SHARED_DIR" in workflow.pool.start_task.command_line
     assert workflow.tasks[0].container_urls[0].access == "write"
     assert workflow.download and workflow.download.destination == Path.cwd() / "output" / "topwords"
@@ -110,7 +117,13 @@ def test_task_script_word_rule_edge_cases() -> None:
 
 def test_task_script_writes_the_tutorial_format(tmp_path: Path) -> None:
     sample = WORKFLOWS / "topwords" / "data" / "tides.txt"
-    env = {**os.environ, "AZ_BATCH_NODE_ID": "node-1", "AZ_BATCH_TASK_ID": "topNtask2", "AZ_BATCH_JOB_ID": "job", "AZ_BATCH_POOL_ID": "pool"}
+    env = {
+        **os.environ,
+        "AZ_BATCH_NODE_ID": "node-1",
+        "AZ_BATCH_TASK_ID": "topNtask2",
+        "AZ_BATCH_JOB_ID": "job",
+        "AZ_BATCH_POOL_ID": "pool",
+    }
     module = _topwords_module()
     words = module.top_words(sample.read_text(encoding="utf-8-sig"), 3)
     assert module.report(words, env) == expected_output(sample.read_bytes(), 3, "node-1", "topNtask2", "job", "pool")
@@ -131,7 +144,12 @@ def test_version() -> None:
 
 
 def test_validate_summary_line_from_a_real_process() -> None:
-    run = subprocess.run([sys.executable, "-m", "batchflow", "validate", "workflows/topwords.yaml"], capture_output=True, text=True, cwd=REPO)
+    run = subprocess.run(
+        [sys.executable, "-m", "batchflow", "validate", "workflows/topwords.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == (
         "workflows/topwords.yaml: valid workflow 'topwords': 3 container(s), 4 file(s) to upload, "

@@ -23,11 +23,30 @@ def make_sample(path: Path, seconds: int, tone_hz: int) -> None:
     """Write an H.264 + AAC MP4 of ``seconds`` with a test pattern and a sine tone."""
     subprocess.run(
         [
-            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc=size=320x240:rate=15:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency={tone_hz}:duration={seconds}",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast",
-            "-c:a", "aac", "-shortest", str(path),
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size=320x240:rate=15:duration={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={tone_hz}:duration={seconds}",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
         ],
         check=True,
     )
@@ -35,10 +54,15 @@ def make_sample(path: Path, seconds: int, tone_hz: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Make sample MP4 files for workflows/ffmpeg.yaml.")
-    parser.add_argument("--dest", type=Path, default=Path(__file__).resolve().parent / "input",
-                        help="folder to write to (default: workflows/ffmpeg/input)")
-    parser.add_argument("--count", type=int, default=3, choices=range(1, len(NAMES) + 1),
-                        help="how many files to make (default 3)")
+    parser.add_argument(
+        "--dest",
+        type=Path,
+        default=Path(__file__).resolve().parent / "input",
+        help="folder to write to (default: workflows/ffmpeg/input)",
+    )
+    parser.add_argument(
+        "--count", type=int, default=3, choices=range(1, len(NAMES) + 1), help="how many files to make (default 3)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("ffmpeg") is None:
         print("make_samples: ffmpeg is not installed (apt-get install ffmpeg)", file=sys.stderr)

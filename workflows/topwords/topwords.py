@@ -67,7 +67,7 @@ def put_blob(container_url: str, blob_name: str, data: bytes, attempts: int = 5)
                     return
         except urllib.error.HTTPError as error:
             if error.code < 500 and error.code != 429:
-                raise SystemExit(f"upload of {blob_name} refused: HTTP {error.code} {error.reason}")
+                raise SystemExit(f"upload of {blob_name} refused: HTTP {error.code} {error.reason}") from None
         except (urllib.error.URLError, OSError):
             pass
         if attempt < attempts:

@@ -24,13 +24,29 @@ from batchflow.local.emulator.server import EmulatorServer
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m batchflow.local.emulator", description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, default=None, help="BATCHFLOW_HOME (default: $BATCHFLOW_HOME or ~/.batchflow)")
-    parser.add_argument("--port", type=int, default=None, help=f"port on 127.0.0.1 (default {account.DEFAULT_BATCH_PORT}; 0 picks a free one)")
-    parser.add_argument("--blob-endpoint", default=None, help="Azurite blob endpoint used as the account's linked storage")
-    parser.add_argument("--max-nodes", type=int, default=None, help="nodes per pool at most (default: BATCHFLOW_LOCAL_MAX_NODES or the CPU count)")
+    parser.add_argument(
+        "--home", type=Path, default=None, help="BATCHFLOW_HOME (default: $BATCHFLOW_HOME or ~/.batchflow)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"port on 127.0.0.1 (default {account.DEFAULT_BATCH_PORT}; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--blob-endpoint", default=None, help="Azurite blob endpoint used as the account's linked storage"
+    )
+    parser.add_argument(
+        "--max-nodes",
+        type=int,
+        default=None,
+        help="nodes per pool at most (default: BATCHFLOW_LOCAL_MAX_NODES or the CPU count)",
+    )
     parser.add_argument("--fault-seed", type=int, default=None)
     parser.add_argument("--fault-http-rate", type=float, default=None, help="fraction of requests answered 500/503/429")
-    parser.add_argument("--fault-preempt-rate", type=float, default=None, help="chance a task start on a low-priority node preempts it")
+    parser.add_argument(
+        "--fault-preempt-rate", type=float, default=None, help="chance a task start on a low-priority node preempts it"
+    )
     parser.add_argument("--fault-node-start-delay", type=float, default=None, help="seconds each node spends starting")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser.parse_args(argv)
@@ -44,7 +60,10 @@ def build_faults(args: argparse.Namespace) -> Faults:
         "preempt_rate": args.fault_preempt_rate,
         "node_start_delay": args.fault_node_start_delay,
     }
-    values = {name: getattr(faults, name) for name in ("seed", "http_rate", "preempt_rate", "preempt_after", "preempt_downtime", "node_start_delay")}
+    values = {
+        name: getattr(faults, name)
+        for name in ("seed", "http_rate", "preempt_rate", "preempt_after", "preempt_downtime", "node_start_delay")
+    }
     values.update({name: value for name, value in overrides.items() if value is not None})
     return Faults(**values)
 
@@ -52,7 +71,11 @@ def build_faults(args: argparse.Namespace) -> Faults:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     home = (args.home or account.batchflow_home()).expanduser().resolve()
-    port = args.port if args.port is not None else account.configured_port("BATCHFLOW_BATCH_PORT", account.DEFAULT_BATCH_PORT)
+    port = (
+        args.port
+        if args.port is not None
+        else account.configured_port("BATCHFLOW_BATCH_PORT", account.DEFAULT_BATCH_PORT)
+    )
     max_nodes = args.max_nodes or int(os.environ.get("BATCHFLOW_LOCAL_MAX_NODES") or 0) or (os.cpu_count() or 1)
     try:
         faults = build_faults(args)
@@ -85,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     caps = f", at most {max_nodes} nodes per pool"
-    print(f"local batch: listening on {config.endpoint} (account {config.account_name}, state {config.state_path}{caps})", flush=True)
+    print(
+        f"local batch: listening on {config.endpoint} (account {config.account_name}, state {config.state_path}{caps})",
+        flush=True,
+    )
     if faults.active:
         print(f"local batch: fault simulation on: {faults}", flush=True)
     stop.wait()

@@ -66,4 +66,6 @@ def check(method: str, raw_path: str, raw_query: str, headers: Mapping[str, str]
         raise errors.authentication_failed(f"Unknown account {name!r}; the local account is {account!r}.")
     expected = sign(string_to_sign(method, raw_path, raw_query, headers, account), key)
     if not hmac.compare_digest(expected, signature):
-        raise errors.authentication_failed("The MAC signature found in the HTTP request is not the same as any computed signature.")
+        raise errors.authentication_failed(
+            "The MAC signature found in the HTTP request is not the same as any computed signature."
+        )

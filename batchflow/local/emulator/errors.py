@@ -58,11 +58,15 @@ def file_not_found() -> BatchError:
 
 
 def pool_being_deleted() -> BatchError:
-    return BatchError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
+    return BatchError(
+        409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed."
+    )
 
 
 def job_being_deleted() -> BatchError:
-    return BatchError(409, "JobBeingDeleted", "The specified job has been marked for deletion and is being garbage collected.")
+    return BatchError(
+        409, "JobBeingDeleted", "The specified job has been marked for deletion and is being garbage collected."
+    )
 
 
 def job_being_terminated() -> BatchError:
@@ -102,18 +106,30 @@ def invalid_property(name: str, value: object, reason: str = "") -> BatchError:
     values = [("PropertyName", name), ("PropertyValue", str(value))]
     if reason:
         values.append(("Reason", reason))
-    return BatchError(400, "InvalidPropertyValue", "The value provided for one of the properties in the request body is invalid.", values)
+    return BatchError(
+        400,
+        "InvalidPropertyValue",
+        "The value provided for one of the properties in the request body is invalid.",
+        values,
+    )
 
 
 def invalid_body(reason: str) -> BatchError:
-    return BatchError(400, "InvalidRequestBody", "The specified Request Body is not syntactically valid.", [("Reason", reason)])
+    return BatchError(
+        400, "InvalidRequestBody", "The specified Request Body is not syntactically valid.", [("Reason", reason)]
+    )
 
 
 def invalid_query(name: str, value: str, reason: str = "") -> BatchError:
     values = [("QueryParameterName", name), ("QueryParameterValue", value)]
     if reason:
         values.append(("Reason", reason))
-    return BatchError(400, "InvalidQueryParameterValue", "Value for one of the query parameters specified in the request URI is invalid.", values)
+    return BatchError(
+        400,
+        "InvalidQueryParameterValue",
+        "Value for one of the query parameters specified in the request URI is invalid.",
+        values,
+    )
 
 
 def missing_query(name: str) -> BatchError:
@@ -135,7 +151,9 @@ def too_many_tasks(count: int) -> BatchError:
 
 
 def body_too_large() -> BatchError:
-    return BatchError(413, "RequestBodyTooLarge", "The request body is too large and exceeds the maximum permissible limit.")
+    return BatchError(
+        413, "RequestBodyTooLarge", "The request body is too large and exceeds the maximum permissible limit."
+    )
 
 
 def dependencies_not_on_job() -> BatchError:
@@ -164,7 +182,9 @@ def unsupported_operation(method: str, path: str) -> BatchError:
 
 
 def invalid_range(value: str) -> BatchError:
-    return BatchError(416, "InvalidRange", "The range specified is invalid for the current size of the resource.", [("Range", value)])
+    return BatchError(
+        416, "InvalidRange", "The range specified is invalid for the current size of the resource.", [("Range", value)]
+    )
 
 
 def transient(status: int) -> BatchError:

@@ -98,7 +98,9 @@ class Run:
             kill_tree(process.pid)
 
 
-def failure_info(code: str, message: str, category: str = "usererror", details: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def failure_info(
+    code: str, message: str, category: str = "usererror", details: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     info: dict[str, Any] = {"category": category, "code": code, "message": message}
     if details:
         info["details"] = details
@@ -268,7 +270,11 @@ def download_resource_files(files: list[dict[str, Any]], wd: Path, config: Confi
         except urllib.error.HTTPError as error:
             return _blob_failure(error, item["httpUrl"])
         except Exception as error:  # any download problem ends the task as Batch does
-            source = item.get("httpUrl") or item.get("storageContainerUrl", "").split("?")[0] or item.get("autoStorageContainerName", "")
+            source = (
+                item.get("httpUrl")
+                or item.get("storageContainerUrl", "").split("?")[0]
+                or item.get("autoStorageContainerName", "")
+            )
             return _blob_failure(error, str(source))
     return None
 
@@ -357,7 +363,9 @@ def upload_output_files(outputs: list[dict[str, Any]], run: Run, exit_code: int)
                 log_out.append(f"uploaded {path} to {url.split('?')[0]}/{name}")
         except Exception as error:  # an upload problem is reported in failureInfo, as Batch does
             status = getattr(error, "status_code", None)
-            code = {404: "FileUploadContainerNotFound", 403: "FileUploadAuthenticationFailed"}.get(status or 0, "FileUploadMiscError")
+            code = {404: "FileUploadContainerNotFound", 403: "FileUploadAuthenticationFailed"}.get(
+                status or 0, "FileUploadMiscError"
+            )
             log_err.append(f"failed to upload {pattern} to {url.split('?')[0]}: {error}")
             failure = failure or failure_info(code, f"Failed to upload output files matching {pattern}: {error}")
     (run.dir / "fileuploadout.txt").write_text("\n".join(log_out) + ("\n" if log_out else ""))
@@ -381,15 +389,29 @@ def execute(run: Run, config: Config, on_spawn: Callable[[int], None], on_exit: 
         argv = shlex.split(run.spec.get("commandLine") or "")
     except ValueError as error:
         (run.dir / "stderr.txt").write_text(f"cannot split the command line: {error}\n")
-        return Outcome("exited", exit_code=2, failure=failure_info("FailureExitCode", "The task process exited with an unexpected exit code", details=[{"name": "Message", "value": str(error)}]))
+        return Outcome(
+            "exited",
+            exit_code=2,
+            failure=failure_info(
+                "FailureExitCode",
+                "The task process exited with an unexpected exit code",
+                details=[{"name": "Message", "value": str(error)}],
+            ),
+        )
     with open(run.dir / "stdout.txt", "wb") as stdout, open(run.dir / "stderr.txt", "wb") as stderr:
         with run.lock:
             if run.kill_reason is not None:
                 return Outcome("killed")
             try:
                 run.process = subprocess.Popen(
-                    argv, cwd=wd, env=run.env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                    start_new_session=True, close_fds=True,
+                    argv,
+                    cwd=wd,
+                    env=run.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    start_new_session=True,
+                    close_fds=True,
                 )
             except OSError as error:
                 stderr.write(f"{argv[0] if argv else '(empty command line)'}: {error.strerror or error}\n".encode())
@@ -415,7 +437,9 @@ def execute(run: Run, config: Config, on_spawn: Callable[[int], None], on_exit: 
         return Outcome(
             "exited",
             exit_code=exit_code,
-            failure=failure_info("MaxWallClockTimeExceeded", "The task ran longer than its maximum wall clock time and was ended."),
+            failure=failure_info(
+                "MaxWallClockTimeExceeded", "The task ran longer than its maximum wall clock time and was ended."
+            ),
         )
     if run.kill_reason is not None:
         return Outcome("killed", exit_code=exit_code)
@@ -424,7 +448,9 @@ def execute(run: Run, config: Config, on_spawn: Callable[[int], None], on_exit: 
         failure = failure_info(
             "FailureExitCode",
             "The task process exited with an unexpected exit code",
-            details=[{"name": "Message", "value": f"The task process exited with an unexpected exit code: {exit_code}"}],
+            details=[
+                {"name": "Message", "value": f"The task process exited with an unexpected exit code: {exit_code}"}
+            ],
         )
     upload_failure = upload_output_files(run.spec.get("outputFiles") or [], run, exit_code)
     if upload_failure is not None:

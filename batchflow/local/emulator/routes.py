@@ -94,7 +94,7 @@ def match(method: str, raw_path: str) -> tuple[Handler, dict[str, str]] | None:
         else:
             candidates = segments
         params: dict[str, str] = {}
-        for part, segment in zip(parts, candidates):
+        for part, segment in zip(parts, candidates, strict=True):
             if part.startswith("{"):
                 if not segment:
                     break

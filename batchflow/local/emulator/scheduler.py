@@ -172,7 +172,11 @@ class Service:
                 self._spawn(self._allocate, pool["id"])
         for job in self.store.all("jobs"):
             if job["state"] == "terminating":
-                self._spawn(self._finish_terminate, job["id"], (job.get("executionInfo") or {}).get("terminateReason") or "UserTerminate")
+                self._spawn(
+                    self._finish_terminate,
+                    job["id"],
+                    (job.get("executionInfo") or {}).get("terminateReason") or "UserTerminate",
+                )
             elif job["state"] == "deleting":
                 self._spawn(self._finish_job_delete, job["id"])
             elif job["state"] == "disabling":
@@ -312,7 +316,9 @@ class Service:
         start_task = node["startTask"]
         root = noderunner.node_root(self.config, pool["id"], node["id"])
         run = Run(pool["id"], node["id"], None, None, start_task, 0, root, {})
-        run.env = noderunner.build_env(self.config, run, bool(node.get("isDedicated")), start_task.get("environmentSettings") or [])
+        run.env = noderunner.build_env(
+            self.config, run, bool(node.get("isDedicated")), start_task.get("environmentSettings") or []
+        )
         self.start_runs[node["id"]] = run
         threading.Thread(target=self._execute, args=(run,), daemon=True).start()
 
@@ -335,7 +341,9 @@ class Service:
                 self.store.put_node(run.pool_id, node)
                 self._start_start_task(pool, node)
                 return
-        info.update(state="completed", endTime=wire.timestamp(), result="success" if outcome.failure is None else "failure")
+        info.update(
+            state="completed", endTime=wire.timestamp(), result="success" if outcome.failure is None else "failure"
+        )
         if outcome.exit_code is not None:
             info["exitCode"] = outcome.exit_code
         if outcome.failure is not None:
@@ -343,7 +351,11 @@ class Service:
             if wait:
                 wire.set_state(node, "starttaskfailed")
                 node.setdefault("errors", []).append(
-                    {"code": "StartTaskFailed", "message": "The start task failed; the node will not run tasks.", "errorDetails": []}
+                    {
+                        "code": "StartTaskFailed",
+                        "message": "The start task failed; the node will not run tasks.",
+                        "errorDetails": [],
+                    }
                 )
         else:
             info.pop("failureInfo", None)
@@ -596,7 +608,8 @@ class Service:
                 continue
             per_node = int(pool.get("taskSlotsPerNode") or 1)
             nodes = [
-                n for n in self.store.nodes(pool["id"])
+                n
+                for n in self.store.nodes(pool["id"])
                 if n["state"] in _USABLE_NODE_STATES and n.get("schedulingState", "enabled") == "enabled"
             ]
             free = {n["id"]: per_node - self._used_slots(n["id"]) for n in nodes}
@@ -621,7 +634,9 @@ class Service:
                     running += 1
                     self._start_task(pool, node, job, task, need)
 
-    def _start_task(self, pool: dict[str, Any], node: dict[str, Any], job: dict[str, Any], task: dict[str, Any], slots: int) -> None:
+    def _start_task(
+        self, pool: dict[str, Any], node: dict[str, Any], job: dict[str, Any], task: dict[str, Any], slots: int
+    ) -> None:
         root = noderunner.node_root(self.config, pool["id"], node["id"])
         folder = noderunner.task_dir(root, job["id"], task["id"])
         info = task.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
@@ -651,7 +666,9 @@ class Service:
         if not node.get("isDedicated") and self.faults.preempt_now():
             self._later(self.faults.preempt_after, self.preempt, pool["id"], node["id"])
 
-    def _update_node_counts(self, pool_id: str, node_id: str, finished: dict[str, Any] | None = None, succeeded: bool = False) -> None:
+    def _update_node_counts(
+        self, pool_id: str, node_id: str, finished: dict[str, Any] | None = None, succeeded: bool = False
+    ) -> None:
         node = self.store.get_node(pool_id, node_id)
         if node is None:
             return
@@ -662,7 +679,16 @@ class Service:
             node["totalTasksRun"] = int(node.get("totalTasksRun", 0)) + 1
             node["totalTasksSucceeded"] = int(node.get("totalTasksSucceeded", 0)) + (1 if succeeded else 0)
             recent = [t for t in node.get("recentTasks", []) if t.get("taskUrl") != finished["url"]]
-            recent.insert(0, {"taskUrl": finished["url"], "jobId": finished["_jobId"], "taskId": finished["id"], "taskState": finished["state"], "executionInfo": finished.get("executionInfo")})
+            recent.insert(
+                0,
+                {
+                    "taskUrl": finished["url"],
+                    "jobId": finished["_jobId"],
+                    "taskId": finished["id"],
+                    "taskState": finished["state"],
+                    "executionInfo": finished.get("executionInfo"),
+                },
+            )
             node["recentTasks"] = recent[:_RECENT_TASKS]
         if node["state"] == "running" and not runs:
             wire.set_state(node, "idle")
@@ -690,7 +716,12 @@ class Service:
             outcome = noderunner.execute(run, self.config, spawned, exited)
         except Exception as error:  # report as the service would, and keep going
             traceback.print_exc()
-            outcome = Outcome("exited", failure=noderunner.failure_info("InternalError", f"The local service failed to run the task: {error}", category="servererror"))
+            outcome = Outcome(
+                "exited",
+                failure=noderunner.failure_info(
+                    "InternalError", f"The local service failed to run the task: {error}", category="servererror"
+                ),
+            )
         try:
             if not self._stopping.is_set():
                 with self.lock:
@@ -719,7 +750,12 @@ class Service:
         if reason == "terminate":
             outcome = Outcome("killed", exit_code=outcome.exit_code, failure=self._ended_failure())
         info = task.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
-        retryable = outcome.kind == "exited" and outcome.exit_code not in (None, 0) and not outcome.upload_failed and reason != "walltime"
+        retryable = (
+            outcome.kind == "exited"
+            and outcome.exit_code not in (None, 0)
+            and not outcome.upload_failed
+            and reason != "walltime"
+        )
         limit = int((task.get("constraints") or {}).get("maxTaskRetryCount") or 0)
         if retryable and (limit == -1 or int(info.get("retryCount") or 0) < limit):
             info["retryCount"] = int(info.get("retryCount") or 0) + 1
@@ -730,7 +766,9 @@ class Service:
             self._update_node_counts(run.pool_id, run.node_id)
             return
         self._complete(run.job_id, task, outcome)
-        self._update_node_counts(run.pool_id, run.node_id, finished={**task, "_jobId": run.job_id}, succeeded=outcome.failure is None)
+        self._update_node_counts(
+            run.pool_id, run.node_id, finished={**task, "_jobId": run.job_id}, succeeded=outcome.failure is None
+        )
 
     def _complete(self, job_id: str, task: dict[str, Any], outcome: Outcome) -> None:
         info = task.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})

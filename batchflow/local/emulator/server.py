@@ -46,7 +46,9 @@ def _encode_error(error: errors.BatchError, base_url: str, request_id: str) -> b
     return json.dumps(body).encode()
 
 
-def handle(service: Service, method: str, target: str, headers: dict[str, str], read_body: Any) -> tuple[int, dict[str, str], bytes]:
+def handle(
+    service: Service, method: str, target: str, headers: dict[str, str], read_body: Any
+) -> tuple[int, dict[str, str], bytes]:
     """Run one request through the pipeline; return status, headers and body bytes."""
     request_id = str(uuid.uuid4())
     base_url = service.config.endpoint
@@ -90,7 +92,11 @@ def handle(service: Service, method: str, target: str, headers: dict[str, str], 
     except Exception as error:  # a bug in the service: answer 500 like the real one, and say what it was
         traceback.print_exc()
         out_headers["Content-Type"] = JSON_TYPE
-        return 500, out_headers, _encode_error(errors.internal(f"{type(error).__name__}: {error}"), base_url, request_id)
+        return (
+            500,
+            out_headers,
+            _encode_error(errors.internal(f"{type(error).__name__}: {error}"), base_url, request_id),
+        )
     out_headers.update(response.headers)
     if response.json is not None:
         payload = {"odata.metadata": f"{base_url}/$metadata#{response.metadata or ''}", **response.json}

@@ -149,7 +149,14 @@ class Store:
     @staticmethod
     def _task_row(job_id: str, task: dict[str, Any]) -> tuple[Any, ...]:
         result = (task.get("executionInfo") or {}).get("result")
-        return (task["state"], result, int(task.get("requiredSlots") or 1), _dump(task), job_id.lower(), task["id"].lower())
+        return (
+            task["state"],
+            result,
+            int(task.get("requiredSlots") or 1),
+            _dump(task),
+            job_id.lower(),
+            task["id"].lower(),
+        )
 
     def insert_tasks(self, job_id: str, tasks: list[dict[str, Any]]) -> None:
         """Insert many tasks in one transaction (the add-collection path)."""
@@ -216,7 +223,9 @@ class Store:
         with self._lock:
             self._db.execute("DELETE FROM tasks WHERE job_key=?", (job_id.lower(),))
 
-    def task_page(self, job_id: str, after: int, limit: int, state: str | None = None) -> list[tuple[int, dict[str, Any]]]:
+    def task_page(
+        self, job_id: str, after: int, limit: int, state: str | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
         """Tasks of a job in creation order after ``after``, optionally in one state."""
         with self._lock:
             if state is None:

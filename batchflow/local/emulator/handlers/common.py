@@ -72,7 +72,11 @@ def created(resource: dict[str, Any], status: int = 201) -> Response:
 def accepted(resource: dict[str, Any] | None = None, status: int = 202) -> Response:
     headers = {}
     if resource is not None:
-        headers = {"ETag": resource["eTag"], "Last-Modified": wire.http_date(resource["lastModified"]), "DataServiceId": resource["url"]}
+        headers = {
+            "ETag": resource["eTag"],
+            "Last-Modified": wire.http_date(resource["lastModified"]),
+            "DataServiceId": resource["url"],
+        }
     return Response(status, headers=headers)
 
 
@@ -82,7 +86,9 @@ def single(request: Request, resource: dict[str, Any], metadata: str) -> Respons
     if "eTag" in resource:
         headers["ETag"] = resource["eTag"]
         headers["Last-Modified"] = wire.http_date(resource["lastModified"])
-    return Response(200, json=wire.select(wire.public(resource), request.query.get("$select")), headers=headers, metadata=metadata)
+    return Response(
+        200, json=wire.select(wire.public(resource), request.query.get("$select")), headers=headers, metadata=metadata
+    )
 
 
 def _page_size(request: Request) -> int:

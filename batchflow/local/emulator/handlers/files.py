@@ -13,7 +13,14 @@ from typing import Any
 from urllib.parse import quote
 
 from batchflow.local.emulator import errors, noderunner, wire
-from batchflow.local.emulator.handlers.common import job_or_404, listing, listing_of, node_or_404, pool_or_404, task_or_404
+from batchflow.local.emulator.handlers.common import (
+    job_or_404,
+    listing,
+    listing_of,
+    node_or_404,
+    pool_or_404,
+    task_or_404,
+)
 from batchflow.local.emulator.messages import Request, Response
 from batchflow.local.emulator.scheduler import Service
 
@@ -29,7 +36,12 @@ def _task_base(service: Service, request: Request) -> tuple[Path, str]:
     end = (task.get("executionInfo") or {}).get("endTime")
     root = noderunner.node_root(service.config, node_info["poolId"], node_info["nodeId"])
     folder = noderunner.task_dir(root, job["id"], task["id"])
-    if end and retention is not None and retention.days < 10675199 and wire.parse_timestamp(end) + retention < wire.now():
+    if (
+        end
+        and retention is not None
+        and retention.days < 10675199
+        and wire.parse_timestamp(end) + retention < wire.now()
+    ):
         shutil.rmtree(folder, ignore_errors=True)
         raise errors.task_files_cleaned_up()
     return folder, service.url("jobs", job["id"], "tasks", task["id"], "files")
@@ -38,7 +50,9 @@ def _task_base(service: Service, request: Request) -> tuple[Path, str]:
 def _node_base(service: Service, request: Request) -> tuple[Path, str]:
     pool = pool_or_404(service, request.params["poolId"])
     node = node_or_404(service, pool["id"], request.params["nodeId"])
-    return noderunner.node_root(service.config, pool["id"], node["id"]), service.url("pools", pool["id"], "nodes", node["id"], "files")
+    return noderunner.node_root(service.config, pool["id"], node["id"]), service.url(
+        "pools", pool["id"], "nodes", node["id"], "files"
+    )
 
 
 def _resolve(base: Path, relative: str) -> Path:

@@ -10,11 +10,32 @@ from batchflow.local.emulator.messages import Request, Response
 from batchflow.local.emulator.scheduler import Service
 
 _CREATE_FIELDS = [
-    "id", "displayName", "usesTaskDependencies", "priority", "allowTaskPreemption", "maxParallelTasks",
-    "constraints", "jobManagerTask", "jobPreparationTask", "jobReleaseTask", "commonEnvironmentSettings",
-    "poolInfo", "onAllTasksComplete", "onTaskFailure", "networkConfiguration", "metadata",
+    "id",
+    "displayName",
+    "usesTaskDependencies",
+    "priority",
+    "allowTaskPreemption",
+    "maxParallelTasks",
+    "constraints",
+    "jobManagerTask",
+    "jobPreparationTask",
+    "jobReleaseTask",
+    "commonEnvironmentSettings",
+    "poolInfo",
+    "onAllTasksComplete",
+    "onTaskFailure",
+    "networkConfiguration",
+    "metadata",
 ]
-_MUTABLE = ["priority", "allowTaskPreemption", "maxParallelTasks", "constraints", "poolInfo", "onAllTasksComplete", "metadata"]
+_MUTABLE = [
+    "priority",
+    "allowTaskPreemption",
+    "maxParallelTasks",
+    "constraints",
+    "poolInfo",
+    "onAllTasksComplete",
+    "metadata",
+]
 _ALL_COMPLETE = ("noaction", "terminatejob")
 _ON_FAILURE = ("noaction", "performexitoptionsjobaction")
 METADATA = "jobs/@Element"
@@ -30,17 +51,25 @@ def _check(job: dict[str, Any]) -> None:
         raise errors.invalid_property("onTaskFailure", job["onTaskFailure"])
     constraints = job.get("constraints") or {}
     if constraints.get("maxWallClockTime") is not None:
-        constraints["maxWallClockTime"] = wire.normalize_duration(constraints["maxWallClockTime"], "constraints.maxWallClockTime")
+        constraints["maxWallClockTime"] = wire.normalize_duration(
+            constraints["maxWallClockTime"], "constraints.maxWallClockTime"
+        )
     pool_info = job.get("poolInfo")
     if not isinstance(pool_info, dict):
         raise errors.missing_property("poolInfo")
     if pool_info.get("autoPoolSpecification") and not pool_info.get("poolId"):
-        raise errors.invalid_property("poolInfo.autoPoolSpecification", "…", "auto pools are not supported locally; create a pool and name it in poolInfo.poolId")
+        raise errors.invalid_property(
+            "poolInfo.autoPoolSpecification",
+            "…",
+            "auto pools are not supported locally; create a pool and name it in poolInfo.poolId",
+        )
     if not pool_info.get("poolId"):
         raise errors.missing_property("poolInfo.poolId")
     for name in ("jobManagerTask", "jobPreparationTask", "jobReleaseTask"):
         if job.get(name):
-            raise errors.invalid_property(name, "…", "the local Batch service does not run job manager, preparation or release tasks")
+            raise errors.invalid_property(
+                name, "…", "the local Batch service does not run job manager, preparation or release tasks"
+            )
 
 
 def create_job(request: Request, service: Service) -> Response:
@@ -102,7 +131,14 @@ def _change(request: Request, service: Service, replace: bool) -> Response:
         service.arm_job_wall_clock(merged)
     service.check_all_complete(merged)
     service.wake()
-    return Response(200, headers={"ETag": merged["eTag"], "Last-Modified": wire.http_date(merged["lastModified"]), "DataServiceId": merged["url"]})
+    return Response(
+        200,
+        headers={
+            "ETag": merged["eTag"],
+            "Last-Modified": wire.http_date(merged["lastModified"]),
+            "DataServiceId": merged["url"],
+        },
+    )
 
 
 def update_job(request: Request, service: Service) -> Response:

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from batchflow.local.emulator import wire
-from batchflow.local.emulator.handlers.common import accepted, body, listing, listing_of, node_or_404, pool_or_404, single
+from batchflow.local.emulator.handlers.common import (
+    accepted,
+    body,
+    listing,
+    listing_of,
+    node_or_404,
+    pool_or_404,
+    single,
+)
 from batchflow.local.emulator.messages import Request, Response
 from batchflow.local.emulator.scheduler import Service
 

@@ -10,14 +10,41 @@ from batchflow.local.emulator.messages import Request, Response
 from batchflow.local.emulator.scheduler import Service
 
 _CREATE_FIELDS = [
-    "id", "displayName", "vmSize", "virtualMachineConfiguration", "resizeTimeout", "resourceTags",
-    "targetDedicatedNodes", "targetLowPriorityNodes", "enableAutoScale", "autoScaleFormula",
-    "autoScaleEvaluationInterval", "enableInterNodeCommunication", "networkConfiguration", "startTask",
-    "certificateReferences", "applicationPackageReferences", "taskSlotsPerNode", "taskSchedulingPolicy",
-    "userAccounts", "metadata", "mountConfiguration", "targetNodeCommunicationMode", "upgradePolicy",
+    "id",
+    "displayName",
+    "vmSize",
+    "virtualMachineConfiguration",
+    "resizeTimeout",
+    "resourceTags",
+    "targetDedicatedNodes",
+    "targetLowPriorityNodes",
+    "enableAutoScale",
+    "autoScaleFormula",
+    "autoScaleEvaluationInterval",
+    "enableInterNodeCommunication",
+    "networkConfiguration",
+    "startTask",
+    "certificateReferences",
+    "applicationPackageReferences",
+    "taskSlotsPerNode",
+    "taskSchedulingPolicy",
+    "userAccounts",
+    "metadata",
+    "mountConfiguration",
+    "targetNodeCommunicationMode",
+    "upgradePolicy",
 ]
-_PATCH_FIELDS = ["startTask", "metadata", "applicationPackageReferences", "targetNodeCommunicationMode",
-                 "displayName", "vmSize", "taskSlotsPerNode", "taskSchedulingPolicy", "resourceTags"]
+_PATCH_FIELDS = [
+    "startTask",
+    "metadata",
+    "applicationPackageReferences",
+    "targetNodeCommunicationMode",
+    "displayName",
+    "vmSize",
+    "taskSlotsPerNode",
+    "taskSchedulingPolicy",
+    "resourceTags",
+]
 METADATA = "pools/@Element"
 
 
@@ -42,7 +69,11 @@ def create_pool(request: Request, service: Service) -> Response:
     if not pool.get("vmSize"):
         raise errors.missing_property("vmSize")
     if pool.get("enableAutoScale"):
-        raise errors.invalid_property("enableAutoScale", True, "the local Batch service does not evaluate autoscale formulas; set target node counts")
+        raise errors.invalid_property(
+            "enableAutoScale",
+            True,
+            "the local Batch service does not evaluate autoscale formulas; set target node counts",
+        )
     _check_counts(pool)
     _check_start_task(pool.get("startTask"))
     slots = pool.get("taskSlotsPerNode", 1)
@@ -105,14 +136,30 @@ def update_pool(request: Request, service: Service) -> Response:
     pool.update(changes)
     wire.stamp(pool)
     service.store.update("pools", pool)
-    return Response(200, headers={"ETag": pool["eTag"], "Last-Modified": wire.http_date(pool["lastModified"]), "DataServiceId": pool["url"]})
+    return Response(
+        200,
+        headers={
+            "ETag": pool["eTag"],
+            "Last-Modified": wire.http_date(pool["lastModified"]),
+            "DataServiceId": pool["url"],
+        },
+    )
 
 
 def replace_pool_properties(request: Request, service: Service) -> Response:
     """POST updateproperties: replace startTask, metadata and packages; absent ones are cleared."""
     pool = pool_or_404(service, request.params["poolId"], allow_deleting=False)
     options = body(request)
-    changes = copy_known(options, ["startTask", "metadata", "applicationPackageReferences", "certificateReferences", "targetNodeCommunicationMode"])
+    changes = copy_known(
+        options,
+        [
+            "startTask",
+            "metadata",
+            "applicationPackageReferences",
+            "certificateReferences",
+            "targetNodeCommunicationMode",
+        ],
+    )
     _check_start_task(changes.get("startTask"))
     for name in ("startTask", "metadata", "applicationPackageReferences"):
         pool.pop(name, None)
@@ -124,7 +171,9 @@ def replace_pool_properties(request: Request, service: Service) -> Response:
 
 def resize_pool(request: Request, service: Service) -> Response:
     pool = pool_or_404(service, request.params["poolId"], allow_deleting=False)
-    options = wire.lenient_keys(body(request), ["targetDedicatedNodes", "targetLowPriorityNodes", "resizeTimeout", "nodeDeallocationOption"])
+    options = wire.lenient_keys(
+        body(request), ["targetDedicatedNodes", "targetLowPriorityNodes", "resizeTimeout", "nodeDeallocationOption"]
+    )
     _check_counts(options)
     for name in ("targetDedicatedNodes", "targetLowPriorityNodes"):
         if options.get(name) is not None:

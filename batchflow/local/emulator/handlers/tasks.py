@@ -5,14 +5,36 @@ from __future__ import annotations
 from typing import Any
 
 from batchflow.local.emulator import errors, wire
-from batchflow.local.emulator.handlers.common import body, copy_known, created, error_value, job_or_404, listing, single, task_or_404
+from batchflow.local.emulator.handlers.common import (
+    body,
+    copy_known,
+    created,
+    error_value,
+    job_or_404,
+    listing,
+    single,
+    task_or_404,
+)
 from batchflow.local.emulator.messages import Request, Response
 from batchflow.local.emulator.scheduler import Service, dependency_ids
 
 _CREATE_FIELDS = [
-    "id", "displayName", "commandLine", "exitConditions", "containerSettings", "resourceFiles", "outputFiles",
-    "environmentSettings", "affinityInfo", "constraints", "requiredSlots", "userIdentity", "multiInstanceSettings",
-    "dependsOn", "applicationPackageReferences", "authenticationTokenSettings",
+    "id",
+    "displayName",
+    "commandLine",
+    "exitConditions",
+    "containerSettings",
+    "resourceFiles",
+    "outputFiles",
+    "environmentSettings",
+    "affinityInfo",
+    "constraints",
+    "requiredSlots",
+    "userIdentity",
+    "multiInstanceSettings",
+    "dependsOn",
+    "applicationPackageReferences",
+    "authenticationTokenSettings",
 ]
 MAX_COLLECTION = 100
 MAX_DEPENDENCIES = 64000
@@ -24,7 +46,9 @@ def _check_resource_file(item: Any, where: str) -> None:
         raise errors.invalid_property(where, item)
     sources = [name for name in ("httpUrl", "storageContainerUrl", "autoStorageContainerName") if item.get(name)]
     if len(sources) != 1:
-        raise errors.invalid_property(where, sources, "give exactly one of httpUrl, storageContainerUrl, autoStorageContainerName")
+        raise errors.invalid_property(
+            where, sources, "give exactly one of httpUrl, storageContainerUrl, autoStorageContainerName"
+        )
     path = item.get("filePath") or ""
     if sources[0] == "httpUrl" and not path:
         raise errors.missing_property(f"{where}.filePath")
@@ -34,7 +58,9 @@ def _check_resource_file(item: Any, where: str) -> None:
         try:
             int(str(item["fileMode"]), 8)
         except ValueError as error:
-            raise errors.invalid_property(f"{where}.fileMode", item["fileMode"], "an octal mode such as 0644") from error
+            raise errors.invalid_property(
+                f"{where}.fileMode", item["fileMode"], "an octal mode such as 0644"
+            ) from error
 
 
 def _check_output_file(item: Any, where: str) -> None:
@@ -79,8 +105,12 @@ def build_task(service: Service, job: dict[str, Any], options: Any) -> dict[str,
     constraints = dict(task.get("constraints") or {})
     job_constraints = job.get("constraints") or {}
     constraints.setdefault("maxTaskRetryCount", int(job_constraints.get("maxTaskRetryCount") or 0))
-    constraints["maxWallClockTime"] = wire.normalize_duration(constraints.get("maxWallClockTime"), "constraints.maxWallClockTime") or wire.UNLIMITED
-    constraints["retentionTime"] = wire.normalize_duration(constraints.get("retentionTime"), "constraints.retentionTime") or "P7D"
+    constraints["maxWallClockTime"] = (
+        wire.normalize_duration(constraints.get("maxWallClockTime"), "constraints.maxWallClockTime") or wire.UNLIMITED
+    )
+    constraints["retentionTime"] = (
+        wire.normalize_duration(constraints.get("retentionTime"), "constraints.retentionTime") or "P7D"
+    )
     at = wire.timestamp()
     task.update(
         url=service.url("jobs", job["id"], "tasks", task["id"]),
@@ -138,11 +168,21 @@ def add_task_collection(request: Request, service: Service) -> Response:
             continue
         existing.add(task["id"].lower())
         accepted.append(task)
-        results.append({"status": "success", "taskId": task["id"], "eTag": task["eTag"], "lastModified": task["lastModified"], "location": task["url"]})
+        results.append(
+            {
+                "status": "success",
+                "taskId": task["id"],
+                "eTag": task["eTag"],
+                "lastModified": task["lastModified"],
+                "location": task["url"],
+            }
+        )
     if accepted:
         service.store.insert_tasks(job["id"], accepted)
         service.wake()
-    return Response(200, json={"value": results}, metadata="Microsoft.Azure.Batch.Protocol.Entities.TaskAddCollectionResult")
+    return Response(
+        200, json={"value": results}, metadata="Microsoft.Azure.Batch.Protocol.Entities.TaskAddCollectionResult"
+    )
 
 
 def list_tasks(request: Request, service: Service) -> Response:
@@ -159,7 +199,9 @@ def update_task(request: Request, service: Service) -> Response:
     """PUT: only the constraints of a task can change."""
     job = job_or_404(service, request.params["jobId"], allow_deleting=False)
     task = task_or_404(service, job["id"], request.params["taskId"])
-    constraints = wire.lenient_keys(body(request).get("constraints") or {}, ["maxWallClockTime", "retentionTime", "maxTaskRetryCount"])
+    constraints = wire.lenient_keys(
+        body(request).get("constraints") or {}, ["maxWallClockTime", "retentionTime", "maxTaskRetryCount"]
+    )
     merged = dict(task.get("constraints") or {})
     if "maxTaskRetryCount" in constraints:
         merged["maxTaskRetryCount"] = constraints["maxTaskRetryCount"]
@@ -169,7 +211,14 @@ def update_task(request: Request, service: Service) -> Response:
     task["constraints"] = merged
     wire.stamp(task)
     service.store.update_task(job["id"], task)
-    return Response(200, headers={"ETag": task["eTag"], "Last-Modified": wire.http_date(task["lastModified"]), "DataServiceId": task["url"]})
+    return Response(
+        200,
+        headers={
+            "ETag": task["eTag"],
+            "Last-Modified": wire.http_date(task["lastModified"]),
+            "DataServiceId": task["url"],
+        },
+    )
 
 
 def delete_task(request: Request, service: Service) -> Response:
@@ -194,8 +243,11 @@ def reactivate_task(request: Request, service: Service) -> Response:
     task = task_or_404(service, job["id"], request.params["taskId"])
     info = task.get("executionInfo") or {}
     if task["state"] != "completed" or info.get("result") != "failure":
-        raise errors.BatchError(409, "TaskNotCompleted" if task["state"] != "completed" else "TaskCompleted",
-                                "Only a task that completed with a failure can be reactivated.")
+        raise errors.BatchError(
+            409,
+            "TaskNotCompleted" if task["state"] != "completed" else "TaskCompleted",
+            "Only a task that completed with a failure can be reactivated.",
+        )
     task["executionInfo"] = {"retryCount": 0, "requeueCount": int(info.get("requeueCount") or 0)}
     task.pop("_dependencySatisfied", None)
     wire.set_state(task, "active")
