@@ -81,7 +81,7 @@ def apply_command(args: argparse.Namespace) -> int:
     elif not result.succeeded:
         print(
             f"run {result.run} failed: {len(result.failures)} task(s) failed; the job and pool are kept. "
-            f"Remove them with: batchflow destroy {shlex.quote(args.file)}",
+            f"Remove them with: batchflow destroy {shlex.quote(args.file)} --run {result.run}",
             file=sys.stderr,
         )
     return 0 if result.succeeded else 1

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchflow.cloud.batch import BatchService, tail
+from batchflow.cloud.batch import BatchService, enum_value, tail
 from batchflow.cloud.storage import BlobStore
 from batchflow.cloud.targets import Target
 from batchflow.errors import Interrupted, RunFailed
@@ -161,8 +161,39 @@ def _finished(state: RunState) -> bool:
     return all(record.status == "done" for record in state.steps.values()) and bool(state.steps)
 
 
+def _refresh(ctx: RunContext) -> None:
+    """Before resuming, check that what earlier steps made still exists; redo the steps whose work is gone.
+
+    Another run's ``destroy``, a person in the portal, or the service itself may
+    have removed a container, the pool or the job since they were made. A
+    step recorded as done is trusted only while its resource is there.
+    Only steps before the end of monitoring matter: after it, nothing is created.
+    """
+    steps = ctx.state.steps
+    if steps["monitor"].status == "done":
+        return
+    redo: list[str] = []
+    if steps["containers"].status == "done" and not all(
+        ctx.blobs.container_exists(c.name) for c in ctx.workflow.containers
+    ):
+        redo += ["containers", "uploads"]
+    if steps["pool"].status == "done":
+        pool = ctx.batch.get_pool(ctx.workflow.pool.id)
+        if pool is None or enum_value(pool.state) == "deleting":
+            redo.append("pool")
+    if steps["job"].status == "done" and ctx.batch.get_job(ctx.workflow.job.id) is None:
+        redo += ["job", "tasks"]
+    for key in redo:
+        if steps[key].status == "done":
+            ctx.report.warn(f"step {TITLES[key]!r} was done, but what it made is gone; doing it again")
+            set_step_status(ctx.state, key, "pending")
+    if redo:
+        ctx.store.save(ctx.state)
+
+
 def _run_steps(ctx: RunContext, run_dir: Path) -> ApplyResult:
     total = len(STEPS)
+    _refresh(ctx)
     for number, (key, step) in enumerate(STEPS, start=1):
         record = ctx.state.steps.get(key)
         if record is not None and record.status == "done":

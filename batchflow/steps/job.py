@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from batchflow.cloud.batch import RUN_METADATA, enum_value, job_options, metadata_of
@@ -22,13 +23,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
     owner = metadata_of(existing).get(RUN_METADATA) if existing else None
     if owner != ctx.run:
         state = enum_value(getattr(existing, "state", None)) or "unknown"
+        if owner:
+            remedy = f"remove that run's resources with: batchflow destroy {shlex.quote(str(ctx.workflow.path))} --run {owner}"
+        else:
+            remedy = "it was not made by batchflow; delete it or change job.id"
         raise RunFailed(
-            f"job {job.id} already exists ({state}) and belongs to "
-            f"{'run ' + owner if owner else 'something other than batchflow'}; "
-            f"remove it (batchflow destroy on that run) or change job.id"
+            f"job {job.id} already exists ({state}) and belongs to {'run ' + owner if owner else 'another program'}; {remedy}"
         )
     if existing is not None and enum_value(existing.state) not in ("active", "enabling"):
-        raise RunFailed(f"job {job.id} of this run is {existing.state}; it cannot take tasks any more")
+        raise RunFailed(f"job {job.id} of this run is {enum_value(existing.state)}; it cannot take tasks any more")
     record.update(id=job.id, created=True)
     ctx.save()
     ctx.report.note(f"job {job.id} adopted (created by this run)")

@@ -18,6 +18,9 @@ from batchflow.errors import RunFailed
 from batchflow.state import TaskRecord
 from batchflow.steps.context import RunContext
 
+#: While no task runs, how often the monitor checks that the pool still exists.
+POOL_CHECK_SECONDS = 15.0
+
 
 def _iso(value: Any) -> str | None:
     if value is None:
@@ -54,6 +57,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     ours = {t.id.lower() for t in ctx.workflow.tasks}
     known_completed = sum(1 for r in ctx.state.tasks.values() if r.state == "completed")
     progress = ctx.report.progress("tasks", total, "task")
+    next_pool_check = time.monotonic() + POOL_CHECK_SECONDS
     try:
         while True:
             counts = ctx.batch.task_counts(job_id)
@@ -69,6 +73,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
             )
             if counts.completed >= total and counts.active == 0 and counts.running == 0:
                 break
+            if counts.running == 0 and counts.active and time.monotonic() > next_pool_check:
+                # Nothing runs: make sure the pool is still there, or this would wait out the timeout.
+                pool = ctx.batch.get_pool(ctx.workflow.pool.id)
+                if pool is None or enum_value(pool.state) == "deleting":
+                    raise RunFailed(
+                        f"pool {ctx.workflow.pool.id} no longer exists, so {counts.active} task(s) cannot run; "
+                        "run the same command again to create it and carry on"
+                    )
+                next_pool_check = time.monotonic() + POOL_CHECK_SECONDS
             if time.monotonic() > deadline:
                 raise RunFailed(
                     f"the monitor timeout ({ctx.workflow.monitor.timeout}) passed with {counts.completed} of {total} "

@@ -246,3 +246,24 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(batchflow: Batchflow
     assert resumed.returncode == 0, resumed.stderr
     assert "took over" not in resumed.stderr  # the interrupted apply released its lock
     batchflow.run("destroy", str(workflow), "--yes")
+
+
+def test_a_fixed_rerun_names_the_run_that_holds_the_job(batchflow: Batchflow) -> None:
+    workflow, _, job = topwords_variant(batchflow.cwd)
+    original = workflow.read_text()
+    workflow.write_text(original.replace('python3 "$AZ_BATCH_NODE_SHARED_DIR/topwords.py"', "exit 5; true"))
+    failed = batchflow.run("apply", str(workflow))
+    assert failed.returncode == 1
+    destroy_hint = failed.stderr.split("Remove them with: ", 1)[1].split("\n", 1)[0]
+
+    workflow.write_text(original)  # the fix makes a new run, but the failed run still holds the job id
+    refused = batchflow.run("apply", str(workflow))
+    assert refused.returncode == 1
+    assert f"job {job} already exists" in refused.stderr
+    assert destroy_hint.replace("batchflow destroy", "") in refused.stderr
+
+    destroyed = batchflow.run(*destroy_hint.split()[1:], "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    fixed = batchflow.run("apply", str(workflow))
+    assert fixed.returncode == 0, fixed.stderr
+    batchflow.run("destroy", str(workflow), "--yes")

@@ -63,3 +63,23 @@ def test_killed_inside_a_step_resumes_to_the_same_result(batchflow: Batchflow, l
         assert destroyed.returncode == 0, destroyed.stderr
     else:
         assert pool not in {p.id for p in local_services.batch_client().list_pools()}
+
+
+def test_pool_deleted_during_monitoring_is_reported_and_recreated(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
+    workflow, pool, job = topwords_variant(batchflow.cwd, sleep=2, extra_files=3)
+    process = batchflow.start("apply", str(workflow), BATCHFLOW_FAULT_PAUSE="monitor", BATCHFLOW_FAULT_PAUSE_SECONDS="2")
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "paused inside step monitor" in line:
+            break
+    local_services.batch_client().begin_delete_pool(pool, polling_interval=1).result()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    assert f"pool {pool} no longer exists" in err
+
+    resumed = batchflow.run("apply", str(workflow))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "was done, but what it made is gone; doing it again" in resumed.stderr
+    inputs = sorted((batchflow.cwd / "topwords" / "data").glob("*.txt"))
+    check_topwords_outputs(inputs, batchflow.cwd / "output" / "topwords", 3, job, pool)
+    batchflow.run("destroy", str(workflow), "--yes")
