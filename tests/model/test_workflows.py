@@ -130,7 +130,9 @@ def test_task_script_writes_the_tutorial_format(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for args in (["--help"], ["validate", "--help"], ["plan", "--help"]):
+    commands = ["validate", "plan", "apply", "status", "logs", "destroy", "local"]
+    locals_ = [["local", sub] for sub in ("up", "down", "status", "env")]
+    for args in [["--help"]] + [[c, "--help"] for c in commands] + [[*c, "--help"] for c in locals_]:
         run = subprocess.run([sys.executable, "-m", "batchflow", *args], capture_output=True, text=True, cwd=REPO)
         assert run.returncode == 0, run.stderr
         assert "usage: batchflow" in run.stdout
