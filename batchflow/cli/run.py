@@ -64,6 +64,7 @@ def apply_command(args: argparse.Namespace) -> int:
             run=args.run,
             assume_yes=args.yes,
             resolve_target=lambda: _resolve(args),
+            target_name=args.target,
         )
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; the state is saved. Resume with: {resume_command(args)}") from None
@@ -92,7 +93,7 @@ def _open_state(args: argparse.Namespace) -> tuple[Any, str, Path, Any]:
     from batchflow.state import StateStore
 
     workflow = load(args).workflow
-    run, run_dir, _, _ = open_run(workflow, args.state_dir, args.run)
+    run, run_dir, _, _ = open_run(workflow, args.state_dir, args.run, args.target)
     state = StateStore(run_dir).load()
     return workflow, run, run_dir, state
 

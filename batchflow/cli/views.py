@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from batchflow.diagnostics import Diagnostic
 from batchflow.plan.build import PlannedStep
+from batchflow.state.redact import redact_secrets
 
 
 def print_json(data: Any, file: IO[str] | None = None) -> None:
@@ -73,10 +74,10 @@ def print_failure(failure: dict[str, Any], args: Any) -> None:
     print(f"task {failure['task']} failed" + (f" with exit code {code}" if code is not None else ""), file=out)
     info = failure.get("failure")
     if info:
-        print(f"  {info.get('category')}: {info.get('code')}: {info.get('message')}", file=out)
+        print(f"  {info.get('category')}: {info.get('code')}: {redact_secrets(info.get('message') or '')}", file=out)
     if failure.get("stderr_tail"):
         print("  last lines of stderr.txt:", file=out)
-        for line in failure["stderr_tail"].splitlines():
+        for line in redact_secrets(failure["stderr_tail"]).splitlines():
             print(f"    {line}", file=out)
     print(f"  see it all with: batchflow logs {shlex.quote(args.file)} {failure['task']} --stderr", file=out)
 

@@ -80,7 +80,7 @@ def _compare(args: argparse.Namespace, workflow: Any) -> tuple[dict[str, list[st
 
     if args.offline:
         return {}, []
-    run, run_dir, digests, _ = open_run(workflow, args.state_dir, args.run)
+    run, run_dir, digests, _ = open_run(workflow, args.state_dir, args.run, args.target)
     state = StateStore(run_dir).load()
     context = [f"run {run}: " + ("has state in " + str(run_dir) if state else "not started")]
     observed = None

@@ -20,6 +20,7 @@ from batchflow.cloud.errors import describe, service_errors
 from batchflow.cloud.targets import Target
 from batchflow.errors import RunFailed
 from batchflow.model import spec
+from batchflow.state.redact import redact_secrets
 
 #: Metadata batchflow puts on the pools and jobs it creates, to recognise them later.
 RUN_METADATA = "batchflow-run"
@@ -263,8 +264,11 @@ class BatchService:
                 code = getattr(first.error, "code", None) or first.status
                 message = getattr(getattr(first.error, "message", None), "value", None) or ""
                 raise RunFailed(
-                    f"adding task {first.task_id} to job {job_id} failed: {code}: {message.splitlines()[0] if message else ''}"
-                    + (f" ({len(error.failure_tasks) - 1} more failed)" if len(error.failure_tasks) > 1 else "")
+                    redact_secrets(
+                        f"adding task {first.task_id} to job {job_id} failed: {code}: "
+                        f"{message.splitlines()[0] if message else ''}"
+                        + (f" ({len(error.failure_tasks) - 1} more failed)" if len(error.failure_tasks) > 1 else "")
+                    )
                 ) from error
             detail = describe(error.errors[0]) if error.errors else "unknown error"
             raise RunFailed(f"adding tasks to job {job_id} failed: {detail}") from error

@@ -16,7 +16,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -30,7 +30,7 @@ from azure.storage.blob import (
 
 from batchflow.cloud.errors import service_errors
 from batchflow.cloud.targets import Target
-from batchflow.errors import RunFailed
+from batchflow.errors import RunFailed, SetupError
 
 UploadOutcome = Literal["new", "changed", "unchanged"]
 
@@ -40,6 +40,9 @@ PARTIAL_PREFIX = ".batchflow-partial-"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+#: The longest file name most file systems take, in bytes.
+NAME_MAX = 255
 
 #: Start SAS validity a little in the past: the service's clock may be behind ours.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -75,9 +78,13 @@ def safe_destination(root: Path, blob_name: str) -> Path:
     """
     if not blob_name or "\\" in blob_name or "\x00" in blob_name or blob_name.startswith("/"):
         raise UnsafeBlobName(f"refusing to download blob {blob_name!r}: not a safe relative name")
-    parts = PurePosixPath(blob_name).parts
-    if any(part in ("..", ".", "") for part in parts) or blob_name.split("/")[-1] == "":
-        raise UnsafeBlobName(f"refusing to download blob {blob_name!r}: it would leave {root}")
+    parts = blob_name.split("/")  # not PurePosixPath: it would fold "a/./b" and "a//b" into "a/b"
+    if any(part in ("..", ".", "") for part in parts):
+        raise UnsafeBlobName(f"refusing to download blob {blob_name!r}: it would leave {root} or alias another name")
+    if any(len(part.encode()) > NAME_MAX for part in parts):
+        raise UnsafeBlobName(
+            f"refusing to download blob {blob_name!r}: a part of its name is longer than {NAME_MAX} bytes"
+        )
     target = root.joinpath(*parts)
     probe = root
     for part in parts:
@@ -98,6 +105,14 @@ def remove_partial_downloads(root: Path) -> int:
             leftover.unlink()
             removed += 1
     return removed
+
+
+def _sign(generate: Any, *args: Any, **kwargs: Any) -> str:
+    """Call an SDK SAS generator; a key that is not valid base64 is a setup problem, not a crash."""
+    try:
+        return generate(*args, **kwargs)
+    except ValueError as error:  # binascii.Error from decoding the key
+        raise SetupError(f"cannot sign a SAS token: the storage key is not valid ({error})") from None
 
 
 class BlobStore:
@@ -174,8 +189,9 @@ class BlobStore:
     def download(self, container: str, blob: BlobInfo, root: Path) -> bool:
         """Download ``blob`` under ``root`` unless an identical file is there; returns whether it was written."""
         target = safe_destination(root, blob.name)
-        if target.is_file() and target.stat().st_size == blob.size:
-            if blob.md5 is None or file_md5(target) == blob.md5:
+        # Without a stored MD5 (large block uploads have none) a same-sized file may still differ.
+        if blob.md5 is not None and target.is_file() and target.stat().st_size == blob.size:
+            if file_md5(target) == blob.md5:
                 return False
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
@@ -192,15 +208,17 @@ class BlobStore:
     # ------------------------------------------------------------------- SAS
 
     def _signing(self, expiry: datetime) -> dict[str, Any]:
-        """Keyword arguments that sign a SAS: the account key, or a user-delegation key."""
+        """Keyword arguments that sign a SAS: the key (account or user delegation), and HTTPS only where it applies."""
+        # The local Azurite speaks plain http; everywhere else a token must not work over http.
+        extra = {"protocol": "https"} if self.target.blob_endpoint.startswith("https://") else {}
         if self.target.storage_account_key:
-            return {"account_key": self.target.storage_account_key}
+            return {"account_key": self.target.storage_account_key, **extra}
         if self._delegation_key is None or (self._delegation_expiry and self._delegation_expiry < expiry):
             start = datetime.now(timezone.utc) - CLOCK_SKEW
             with service_errors("getting a user delegation key for SAS tokens"):
                 self._delegation_key = self.service.get_user_delegation_key(start, expiry)
             self._delegation_expiry = expiry
-        return {"user_delegation_key": self._delegation_key}
+        return {"user_delegation_key": self._delegation_key, **extra}
 
     def container_url(self, container: str) -> str:
         return self.service.get_container_client(container).url
@@ -212,7 +230,8 @@ class BlobStore:
             if access == "read"
             else ContainerSasPermissions(write=True, create=True)
         )
-        token = generate_container_sas(
+        token = _sign(
+            generate_container_sas,
             self.target.storage_account_name,
             container,
             permission=permission,
@@ -224,7 +243,8 @@ class BlobStore:
 
     def blob_sas_url(self, container: str, blob: str, expiry: datetime) -> str:
         """One blob's URL with a read-only SAS."""
-        token = generate_blob_sas(
+        token = _sign(
+            generate_blob_sas,
             self.target.storage_account_name,
             container,
             blob,

@@ -28,6 +28,7 @@ import yaml
 from azure.core.pipeline.policies import RetryPolicy
 
 from batchflow.errors import SetupError, UsageError
+from batchflow.state.redact import redact_secrets
 
 #: azure-core retries 408, 429, 500, 502, 503 and 504 with exponential backoff.
 #: batchflow allows more attempts than azure-core's 3 status retries, so that a
@@ -80,7 +81,7 @@ class Target:
 
     def describe(self) -> str:
         """A secret-free line saying where runs go."""
-        return f"{self.name} (Batch {self.batch_endpoint}, storage {self.blob_endpoint})"
+        return redact_secrets(f"{self.name} (Batch {self.batch_endpoint}, storage {self.blob_endpoint})")
 
     def batch_client(self) -> Any:
         from azure.batch import BatchClient
@@ -92,11 +93,14 @@ class Target:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        return BatchClient(
-            endpoint=self.batch_endpoint,
-            credential=credential,
-            retry_policy=RepeatablePostRetryPolicy(**RETRY_SETTINGS),
-        )
+        try:
+            return BatchClient(
+                endpoint=self.batch_endpoint,
+                credential=credential,
+                retry_policy=RepeatablePostRetryPolicy(**RETRY_SETTINGS),
+            )
+        except ValueError as error:
+            raise SetupError(f"target {self.name}: cannot use the Batch endpoint: {error}") from None
 
     def blob_service(self) -> Any:
         from azure.storage.blob import BlobServiceClient
@@ -107,7 +111,12 @@ class Target:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        return BlobServiceClient(self.blob_endpoint, credential=credential, **RETRY_SETTINGS)
+        try:
+            return BlobServiceClient(self.blob_endpoint, credential=credential, **RETRY_SETTINGS)
+        except ValueError as error:
+            raise SetupError(
+                f"target {self.name}: cannot use the storage endpoint: {redact_secrets(str(error))}"
+            ) from None
 
 
 def local_target(endpoints: Any) -> Target:

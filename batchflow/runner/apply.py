@@ -29,7 +29,7 @@ from batchflow.errors import Interrupted, RunFailed
 from batchflow.model.spec import Workflow
 from batchflow.plan.build import STEPS as STEP_TITLES
 from batchflow.runner.identity import fingerprint, run_directory, run_name, upload_digests
-from batchflow.state import RunLock, RunState, StateStore, new_state, set_step_status
+from batchflow.state import RunLock, RunState, StateStore, new_state, redact_secrets, set_step_status
 from batchflow.steps import STEPS
 from batchflow.steps.context import Reporter, RunContext
 
@@ -61,10 +61,12 @@ class ApplyResult:
         }
 
 
-def open_run(workflow: Workflow, state_dir: Path, explicit_run: str | None) -> tuple[str, Path, dict[Path, bytes], str]:
-    """The run's name, its directory, the upload digests and the fingerprint."""
+def open_run(
+    workflow: Workflow, state_dir: Path, explicit_run: str | None, target: str
+) -> tuple[str, Path, dict[Path, bytes], str]:
+    """The run's name, its directory, the upload digests and the fingerprint, for a target's name."""
     digests = upload_digests(workflow)
-    digest = fingerprint(workflow, digests)
+    digest = fingerprint(workflow, digests, target)
     run = run_name(workflow, digest, explicit_run)
     return run, run_directory(state_dir, run), digests, digest
 
@@ -76,14 +78,18 @@ def _failure_reports(ctx: RunContext) -> list[dict[str, Any]]:
         record = ctx.state.tasks.get(task.id)
         if record is None or record.result == "success":
             continue
-        stderr = ctx.batch.task_file(ctx.workflow.job.id, task.id, "stderr.txt")
+        try:
+            stderr = ctx.batch.task_file(ctx.workflow.job.id, task.id, "stderr.txt")
+        except RunFailed as error:
+            ctx.report.warn(f"cannot read stderr.txt of task {task.id}: {error.message}")
+            stderr = None
         reports.append(
             {
                 "task": task.id,
                 "exit_code": record.exit_code,
                 "failure": record.failure,
                 "node": record.node_id,
-                "stderr_tail": tail(stderr, STDERR_LINES) if stderr else None,
+                "stderr_tail": redact_secrets(tail(stderr, STDERR_LINES)) if stderr else None,
             }
         )
     return reports
@@ -110,6 +116,7 @@ def apply(
     run: str | None = None,
     assume_yes: bool = False,
     resolve_target: Any = None,
+    target_name: str = "local",
 ) -> ApplyResult:
     """Run (or resume) the workflow's run and return its result.
 
@@ -120,7 +127,7 @@ def apply(
     :raises RunFailed: a step failed; the state records where.
     :raises Interrupted: Ctrl-C or SIGTERM; the state is saved.
     """
-    run_id, run_dir, digests, digest = open_run(workflow, state_dir, run)
+    run_id, run_dir, digests, digest = open_run(workflow, state_dir, run, target.name if target else target_name)
     with RunLock(run_dir, "apply", run=run_id) as lock:
         if lock.took_over:
             report.warn(f"took over the lock left by {lock.took_over.describe()}, which is no longer running")
@@ -137,6 +144,11 @@ def apply(
                 steps=[key for key, _ in STEPS],
             )
             store.save(state)
+        if state.fingerprint != digest:
+            raise RunFailed(
+                f"run {run_id} was made from a different definition or target; "
+                "choose another --run name, or remove that run with batchflow destroy"
+            )
         if _finished(state):
             download = workflow.download
             report.note(f"run {run_id} already finished" + (f"; outputs in {download.destination}" if download else ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from batchflow.cloud.batch import BatchService
+from batchflow.cloud.batch import RUN_METADATA, BatchService, metadata_of
 from batchflow.cloud.storage import BlobStore
 from batchflow.cloud.targets import Target
 from batchflow.errors import UsageError
@@ -42,15 +42,23 @@ def destroy(run: str, run_dir: Path, target: Target, *, confirm: Any) -> list[tu
         if not doomed or not confirm(doomed):
             return []
         batch, blobs = BatchService(target), BlobStore(target)
+        deleted = []
         for kind, name in doomed:
-            if kind == "job":
-                batch.delete_job(name)
-                state.resources["job"]["deleted"] = True
-            elif kind == "pool":
-                batch.delete_pool(name)
-                state.resources["pool"]["deleted"] = True
-            else:
+            if kind == "container":
                 blobs.delete_container(name)
                 state.resources["containers"][name] = "deleted"
+                deleted.append((kind, name))
+            else:
+                # A pool or job of this id that lacks our tag was made by someone else since: leave it.
+                found = batch.get_job(name) if kind == "job" else batch.get_pool(name)
+                if _owned_by(found, run):
+                    (batch.delete_job if kind == "job" else batch.delete_pool)(name)
+                    deleted.append((kind, name))
+                state.resources[kind]["deleted"] = True
             store.save(state)
-        return doomed
+        return deleted
+
+
+def _owned_by(resource: Any, run: str) -> bool:
+    """True when ``resource`` exists and carries this run's tag; anything else is not ours to delete."""
+    return resource is not None and metadata_of(resource).get(RUN_METADATA) == run

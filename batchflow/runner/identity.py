@@ -2,7 +2,8 @@
 
 A run is identified by the workflow's name and a fingerprint of its rendered
 definition: what it uploads (by content), the pool, the job, the tasks and
-the download. Fields that cannot change the result (the description, the
+the download, and of the target it runs on (a run on ``local`` and one on
+``azure`` are different runs, with different state). Fields that cannot change the result (the description, the
 monitor's timing, the cleanup policy, the variables themselves) are left
 out, so editing them resumes the same run. ``--run NAME`` overrides this.
 """
@@ -26,9 +27,10 @@ def upload_digests(workflow: Workflow) -> dict[Path, bytes]:
     return {u.local_path: file_md5(u.local_path) for u in workflow.uploads}
 
 
-def fingerprint(workflow: Workflow, digests: dict[Path, bytes]) -> str:
-    """A hex digest of what defines the run's results."""
+def fingerprint(workflow: Workflow, digests: dict[Path, bytes], target: str) -> str:
+    """A hex digest of what defines the run's results, and where it runs."""
     definition: dict[str, Any] = {k: v for k, v in workflow.to_dict().items() if k not in IGNORED}
+    definition["target"] = target
     definition["uploads"] = sorted([u.container, u.blob_name, digests[u.local_path].hex()] for u in workflow.uploads)
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

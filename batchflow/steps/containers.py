@@ -1,4 +1,8 @@
-"""Step 1: create the declared containers; existing ones are fine."""
+"""Step 1: create the declared containers; existing ones are fine.
+
+The state records each container as ``created`` (this run made it, so cleanup
+and ``destroy`` may delete it) or ``existing`` (it was there before).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,16 @@ def run(ctx: RunContext) -> dict[str, Any]:
     record = ctx.resources("containers")
     created = existing = 0
     for container in ctx.workflow.containers:
-        if ctx.blobs.create_container(container.name):
-            record[container.name] = "created"
+        name = container.name
+        if name not in record:
+            # Recorded before the request, so that a process killed right after
+            # the service made the container still knows, on resume, that it did.
+            record[name] = "existing" if ctx.blobs.container_exists(name) else "creating"
+            ctx.store.save(ctx.state)
+        if ctx.blobs.create_container(name) or record[name] != "existing":
+            record[name] = "created"
             created += 1
         else:
-            # a container this run created before an interruption stays "created"
-            record.setdefault(container.name, "existing")
             existing += 1
         ctx.save()
     ctx.report.note(f"{created} created, {existing} already there")

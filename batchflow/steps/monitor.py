@@ -15,7 +15,7 @@ from azure.batch import models
 
 from batchflow.cloud.batch import enum_value
 from batchflow.errors import RunFailed
-from batchflow.state import TaskRecord
+from batchflow.state import TaskRecord, redact_secrets
 from batchflow.steps.context import RunContext
 
 #: While no task runs, how often the monitor checks that the pool still exists.
@@ -34,7 +34,8 @@ def record_of(task: models.BatchTask) -> TaskRecord:
     failure = None
     if info is not None and info.failure_info is not None:
         f = info.failure_info
-        failure = {"category": enum_value(f.category), "code": f.code, "message": f.message}
+        # The service may quote a resource file's URL, SAS included, in the message.
+        failure = {"category": enum_value(f.category), "code": f.code, "message": redact_secrets(f.message or "")}
     return TaskRecord(
         task_id=task.id,
         state=enum_value(task.state) or "completed",
@@ -90,6 +91,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
             time.sleep(interval)
     finally:
         progress.close()
+    if any(t.id not in ctx.state.tasks for t in ctx.workflow.tasks):
+        # The counts said done before the listing showed every task: list once more.
+        ctx.store.record_tasks(record_of(t) for t in ctx.batch.completed_tasks(job_id) if t.id.lower() in ours)
     records = [ctx.state.tasks[t.id] for t in ctx.workflow.tasks if t.id in ctx.state.tasks]
     failed = [r for r in records if r.result != "success"]
     summary = {"total": total, "succeeded": len(records) - len(failed), "failed": len(failed)}

@@ -28,21 +28,25 @@ def run(ctx: RunContext) -> dict[str, Any]:
     def one(blob: BlobInfo) -> bool:
         return ctx.blobs.download(download.container, blob, download.destination)
 
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures = {pool.submit(one, blob): blob for blob in blobs}
-        try:
-            for done, future in enumerate(as_completed(futures), start=1):
-                try:
-                    if future.result():
-                        written += 1
-                    else:
-                        unchanged += 1
-                except UnsafeBlobName as error:
-                    refused.append(error.message)
-                progress.update(done, futures[future].name)
-                ctx.checkpoint()
-        finally:
-            progress.close()
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    futures = {pool.submit(one, blob): blob for blob in blobs}
+    try:
+        for done, future in enumerate(as_completed(futures), start=1):
+            try:
+                if future.result():
+                    written += 1
+                else:
+                    unchanged += 1
+            except UnsafeBlobName as error:
+                refused.append(error.message)
+            except OSError as error:
+                refused.append(f"cannot write blob {futures[future].name!r}: {error.strerror or error}")
+            progress.update(done, futures[future].name)
+            ctx.checkpoint()
+    finally:
+        # On Ctrl-C or an error, drop the queued blobs instead of downloading them all first.
+        pool.shutdown(wait=True, cancel_futures=True)
+        progress.close()
     ctx.report.note(f"{written} downloaded, {unchanged} already there, into {download.destination}")
     if refused:
         raise RunFailed("\n".join(refused))

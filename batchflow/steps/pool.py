@@ -13,6 +13,7 @@ from azure.batch import models
 
 from batchflow.cloud.batch import RUN_METADATA, WORKFLOW_METADATA, enum_value, metadata_of, pool_options, tail
 from batchflow.errors import RunFailed
+from batchflow.state import redact_secrets
 from batchflow.steps.context import RunContext
 
 POLL_SECONDS = 1.0
@@ -72,11 +73,11 @@ def _start_task_failure(ctx: RunContext, pool_id: str, node: models.BatchNode) -
             lines[0] += f" with exit code {info.exit_code}"
         failure = info.failure_info
         if failure is not None:
-            lines.append(f"  {enum_value(failure.category)}: {failure.code}: {failure.message}")
+            lines.append(f"  {enum_value(failure.category)}: {failure.code}: {redact_secrets(failure.message or '')}")
     stderr = ctx.batch.node_file(pool_id, node.id, "startup/stderr.txt")
     if stderr:
         lines.append("  last lines of startup/stderr.txt:")
-        lines += [f"    {line}" for line in tail(stderr, STDERR_LINES).splitlines()]
+        lines += [f"    {line}" for line in redact_secrets(tail(stderr, STDERR_LINES)).splitlines()]
     lines.append(f"  see it all with: batchflow logs {ctx.workflow.path} --start-task {node.id} --stderr")
     return RunFailed("\n".join(lines))
 
@@ -91,7 +92,7 @@ def _wait_for_nodes(ctx: RunContext, pool_id: str) -> dict[str, Any]:
         if pool is None:
             raise RunFailed(f"pool {pool_id} disappeared while waiting for its nodes")
         if pool.resize_errors:
-            errors = "; ".join(f"{e.code}: {e.message}" for e in pool.resize_errors)
+            errors = redact_secrets("; ".join(f"{e.code}: {e.message}" for e in pool.resize_errors))
             raise RunFailed(f"pool {pool_id} could not allocate its nodes: {errors}")
         nodes = ctx.batch.list_nodes(pool_id)
         states = [enum_value(n.state) or "unknown" for n in nodes]
@@ -108,10 +109,14 @@ def _wait_for_nodes(ctx: RunContext, pool_id: str) -> dict[str, Any]:
             if len(nodes) < target:
                 ctx.report.warn(f"pool {pool_id} has {len(nodes)} of the {target} nodes asked for")
             return {"nodes": len(nodes), "ready": ready}
+        if steady and nodes and all(s in BROKEN for s in states):
+            raise RunFailed(f"pool {pool_id}: every node is {summary}, so no task can run")
         if steady and not nodes and target:
             raise RunFailed(f"pool {pool_id} finished resizing with no nodes")
         if time.monotonic() > deadline:
-            raise RunFailed(f"pool {pool_id} was not ready within {wanted.resize_timeout}: {summary}")
+            raise RunFailed(
+                f"pool {pool_id} was not ready within the monitor timeout ({ctx.workflow.monitor.timeout}): {summary}"
+            )
         time.sleep(POLL_SECONDS)
 
 
@@ -126,8 +131,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
         else:  # created between our look and our request: look again
             existing = ctx.batch.get_pool(pool_id)
             how = _adopt_or_refuse(existing, ctx) if existing else "created"
-        ctx.resources("pool").setdefault("created", True)
-        ctx.resources("pool")["id"] = pool_id
+        record = ctx.resources("pool")
+        if how == "created":
+            record.pop("kept_from", None)
+            record.update(id=pool_id, created=True)
     ctx.save()
     ctx.report.note(f"pool {pool_id} {how}")
     summary = _wait_for_nodes(ctx, pool_id)

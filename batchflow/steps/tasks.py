@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchflow.cloud.batch import task_options
+from batchflow.cloud.batch import enum_value, task_options
 from batchflow.steps.context import RunContext
 
 #: Tasks built and sent per round; the SDK splits each round into requests of 100.
@@ -27,7 +27,12 @@ def run(ctx: RunContext) -> dict[str, Any]:
     finally:
         progress.close()
     if ctx.workflow.job.on_all_tasks_complete == "terminatejob":
-        ctx.batch.terminate_job_when_tasks_complete(job_id)
+        job = ctx.batch.get_job(job_id)
+        already = job is not None and (
+            enum_value(job.all_tasks_complete_mode) == "terminatejob" or enum_value(job.state) != "active"
+        )
+        if not already:  # a resumed run may find it set, or the job already finished
+            ctx.batch.terminate_job_when_tasks_complete(job_id)
     existing = len(ctx.workflow.tasks) - len(missing)
     ctx.report.note(f"{len(missing)} added, {existing} already in job {job_id}")
     return {"added": len(missing), "existing": existing, "total": len(ctx.workflow.tasks)}

@@ -1,8 +1,9 @@
 """Steps 8 and 9: delete containers, then the job and the pool, as the cleanup policy says.
 
 ``ask`` asks only on a terminal; ``--yes`` answers yes; with no terminal and
-no ``--yes``, the resource is kept and the output says so. A pool this run
-did not create (reused from elsewhere) is never deleted here.
+no ``--yes``, the resource is kept and the output says so. Only what this run
+created is deleted: a container that was there before, or a pool reused from
+elsewhere, is kept and the output says so.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ def _decide(ctx: RunContext, policy: str, what: str) -> bool:
 
 def delete_containers(ctx: RunContext) -> dict[str, Any]:
     deleted, kept = [], []
+    made = ctx.resources("containers")
     for name, policy in ctx.workflow.cleanup.containers.items():
-        if _decide(ctx, policy, f"container {name}"):
+        if policy != "keep" and made.get(name) != "created":
+            ctx.report.note(f"kept container {name}: it existed before this run")
+            kept.append(name)
+        elif _decide(ctx, policy, f"container {name}"):
             ctx.blobs.delete_container(name)
             ctx.resources("containers")[name] = "deleted"
             deleted.append(name)

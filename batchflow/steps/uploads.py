@@ -24,15 +24,17 @@ def run(ctx: RunContext) -> dict[str, Any]:
             upload.local_path, upload.container, upload.blob_name, ctx.digests.get(upload.local_path)
         )
 
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures = {pool.submit(one, upload): upload for upload in files}
-        try:
-            for done, future in enumerate(as_completed(futures), start=1):
-                outcomes[future.result()] += 1
-                progress.update(done, futures[future].blob_name)
-                ctx.checkpoint()
-        finally:
-            progress.close()
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    futures = {pool.submit(one, upload): upload for upload in files}
+    try:
+        for done, future in enumerate(as_completed(futures), start=1):
+            outcomes[future.result()] += 1
+            progress.update(done, futures[future].blob_name)
+            ctx.checkpoint()
+    finally:
+        # On Ctrl-C or an error, drop the queued files instead of uploading them all first.
+        pool.shutdown(wait=True, cancel_futures=True)
+        progress.close()
     summary = {key: outcomes.get(key, 0) for key in ("new", "changed", "unchanged")}
     summary["bytes"] = sum(u.size for u in files)
     ctx.report.note(f"{summary['new']} new, {summary['changed']} changed, {summary['unchanged']} unchanged")

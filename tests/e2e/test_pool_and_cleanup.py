@@ -59,3 +59,27 @@ def test_sas_tokens_are_least_privilege(batchflow: Batchflow, local_services) ->
     for token in (read, write):
         assert datetime.fromisoformat(token["se"].replace("Z", "+00:00")) <= limit
     batchflow.run("destroy", str(workflow), "--yes")
+
+
+def test_a_failure_quoting_a_sas_url_is_reported_without_it(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
+    from batchflow.local import account
+
+    workflow, _, _ = topwords_variant(batchflow.cwd)
+    input_container = next(
+        line.split(": ")[1] for line in workflow.read_text().splitlines() if line.strip().startswith("- name: input")
+    )
+    process = batchflow.start("apply", str(workflow), BATCHFLOW_FAULT_PAUSE="job", BATCHFLOW_FAULT_PAUSE_SECONDS="3")
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "paused inside step job" in line:
+            break
+    # the input disappears after the upload: the task's resource file download fails
+    local_services.blob_service().get_blob_client(input_container, "bread.txt").delete_blob()
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    assert "task topNtask0 failed" in err and "Traceback" not in err
+    assert "sig=REDACTED" in err, err  # the service quoted the URL; the token itself is gone
+    assert all(secret not in out + err for secret in (account.BATCH_ACCOUNT_KEY, account.STORAGE_ACCOUNT_KEY))
+    state_text = "".join(p.read_text() for p in (batchflow.cwd / ".batchflow").rglob("*.json*"))
+    assert "sig=" not in state_text.replace("sig=REDACTED", "")
+    batchflow.run("destroy", str(workflow), "--yes")

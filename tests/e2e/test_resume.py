@@ -67,7 +67,9 @@ def test_killed_inside_a_step_resumes_to_the_same_result(batchflow: Batchflow, l
 
 def test_pool_deleted_during_monitoring_is_reported_and_recreated(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
     workflow, pool, job = topwords_variant(batchflow.cwd, sleep=2, extra_files=3)
-    process = batchflow.start("apply", str(workflow), BATCHFLOW_FAULT_PAUSE="monitor", BATCHFLOW_FAULT_PAUSE_SECONDS="2")
+    process = batchflow.start(
+        "apply", str(workflow), BATCHFLOW_FAULT_PAUSE="monitor", BATCHFLOW_FAULT_PAUSE_SECONDS="2"
+    )
     assert process.stderr is not None
     for line in process.stderr:
         if "paused inside step monitor" in line:
