@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from azure.batch import models
@@ -76,3 +77,23 @@ def cleanup(client: Any, job_id: str | None = None, pool_id: str | None = None) 
         client.begin_delete_job(job_id, polling_interval=0.05).result()
     if pool_id:
         client.begin_delete_pool(pool_id, polling_interval=0.05).result()
+
+
+@contextmanager
+def pool_and_job(
+    client: Any,
+    *,
+    nodes: int = 1,
+    pool_options: dict[str, Any] | None = None,
+    job_options: dict[str, Any] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """A fresh pool and a job on it for one test; both are deleted afterwards, with their processes."""
+    from tests.conftest import unique
+
+    pool_id, job_id = unique("pool"), unique("job")
+    create_pool(client, pool_id, nodes=nodes, **(pool_options or {}))
+    create_job(client, job_id, pool_id, **(job_options or {}))
+    try:
+        yield pool_id, job_id
+    finally:
+        cleanup(client, job_id, pool_id)

@@ -11,7 +11,7 @@ from azure.batch import models
 from azure.core.exceptions import HttpResponseError
 
 from tests.conftest import unique
-from tests.local.support import cleanup, create_job, create_pool, read_task_file, wait_for, wait_task
+from tests.local.support import cleanup, create_job, create_pool, pool_and_job, read_task_file, wait_for, wait_task
 
 
 def test_failing_start_task_leaves_node_starttaskfailed(local_services):
@@ -64,10 +64,7 @@ def test_start_task_success_gates_tasks(local_services):
 
 def test_task_exceeding_wall_clock_is_killed(local_services):
     client = local_services.batch_client()
-    pool_id, job_id = unique("pool"), unique("job")
-    create_pool(client, pool_id, nodes=1)
-    create_job(client, job_id, pool_id)
-    try:
+    with pool_and_job(client, nodes=1) as (pool_id, job_id):
         client.create_task(
             job_id,
             models.BatchTaskCreateOptions(
@@ -84,8 +81,6 @@ def test_task_exceeding_wall_clock_is_killed(local_services):
         assert task.execution_info.result == models.BatchTaskExecutionResult.FAILURE
         assert task.execution_info.failure_info.code == "MaxWallClockTimeExceeded"
         assert task.execution_info.retry_count == 0
-    finally:
-        cleanup(client, job_id, pool_id)
 
 
 def test_retries_until_the_limit_then_fail(local_services):
@@ -160,10 +155,9 @@ def test_job_actions_terminate_on_failure_and_completion(local_services):
 
 def test_dependencies_wait_and_block(local_services):
     client = local_services.batch_client()
-    pool_id, job_id = unique("pool"), unique("job")
-    create_pool(client, pool_id, nodes=1, task_slots_per_node=4)
-    create_job(client, job_id, pool_id, uses_task_dependencies=True)
-    try:
+    with pool_and_job(
+        client, nodes=1, pool_options={"task_slots_per_node": 4}, job_options={"uses_task_dependencies": True}
+    ) as (pool_id, job_id):
         client.create_tasks(
             job_id,
             [
@@ -185,5 +179,3 @@ def test_dependencies_wait_and_block(local_services):
         assert after.execution_info.exit_code == 0
         time.sleep(0.3)
         assert client.get_task(job_id, "blocked").state == models.BatchTaskState.ACTIVE
-    finally:
-        cleanup(client, job_id, pool_id)

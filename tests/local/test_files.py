@@ -8,7 +8,7 @@ from azure.batch import models
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from tests.conftest import unique
-from tests.local.support import cleanup, create_job, create_pool, read_task_file, wait_task
+from tests.local.support import cleanup, create_job, create_pool, pool_and_job, read_task_file, wait_task
 
 
 def _container_url(local_services, container: str, **permissions: bool) -> str:
@@ -156,10 +156,7 @@ def test_container_and_auto_storage_resource_files(local_services):
 
 def test_task_files_api(local_services):
     client = local_services.batch_client()
-    pool_id, job_id = unique("pool"), unique("job")
-    create_pool(client, pool_id, nodes=1)
-    create_job(client, job_id, pool_id)
-    try:
+    with pool_and_job(client, nodes=1) as (pool_id, job_id):
         client.create_task(
             job_id,
             models.BatchTaskCreateOptions(
@@ -182,5 +179,3 @@ def test_task_files_api(local_services):
         assert env["AZ_BATCH_ACCOUNT_URL"] == local_services.batch_endpoint
         task = client.get_task(job_id, "t")
         assert task.node_info.task_root_directory == f"workitems/{job_id}/job-1/t"
-    finally:
-        cleanup(client, job_id, pool_id)

@@ -9,6 +9,7 @@ from tests.local.support import (
     cleanup,
     create_job,
     create_pool,
+    pool_and_job,
     read_task_file,
     wait_for,
     wait_task,
@@ -40,10 +41,7 @@ def test_deleting_a_job_with_running_tasks_leaves_no_process(local_services):
 
 def test_terminating_tasks_and_jobs(local_services):
     client = local_services.batch_client()
-    pool_id, job_id = unique("pool"), unique("job")
-    create_pool(client, pool_id, nodes=1, task_slots_per_node=2)
-    create_job(client, job_id, pool_id)
-    try:
+    with pool_and_job(client, nodes=1, pool_options={"task_slots_per_node": 2}) as (pool_id, job_id):
         client.create_tasks(
             job_id, [models.BatchTaskCreateOptions(id=f"t{i}", command_line="sleep 60") for i in range(3)]
         )
@@ -58,8 +56,6 @@ def test_terminating_tasks_and_jobs(local_services):
         states = {t.id: t.state for t in client.list_tasks(job_id)}
         assert list(states.values()).count(models.BatchTaskState.COMPLETED) >= 2
         assert task_processes(local_services.home) == []
-    finally:
-        cleanup(client, job_id, pool_id)
 
 
 def test_service_killed_and_restarted_finishes_every_task(local_services):

@@ -7,7 +7,7 @@ from azure.batch import models
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from tests.conftest import unique
-from tests.local.support import cleanup, create_job, create_pool, wait_tasks_completed
+from tests.local.support import cleanup, create_job, create_pool, pool_and_job, wait_tasks_completed
 
 
 @pytest.fixture
@@ -75,10 +75,7 @@ def test_paging_through_2500_tasks(idle_job):
 
 def test_task_counts_agree_with_listing(local_services):
     client = local_services.batch_client()
-    pool_id, job_id = unique("pool"), unique("job")
-    create_pool(client, pool_id, nodes=1, task_slots_per_node=3)
-    create_job(client, job_id, pool_id)
-    try:
+    with pool_and_job(client, nodes=1, pool_options={"task_slots_per_node": 3}) as (pool_id, job_id):
         client.create_tasks(
             job_id,
             [models.BatchTaskCreateOptions(id=f"ok{i}", command_line="true") for i in range(4)]
@@ -96,8 +93,6 @@ def test_task_counts_agree_with_listing(local_services):
         assert counts.task_slot_counts.completed == 8
         assert {t.execution_info.exit_code for t in failed} == {3}
         assert failed[0].execution_info.failure_info.code == "FailureExitCode"
-    finally:
-        cleanup(client, job_id, pool_id)
 
 
 def test_missing_resources_are_404(local_services):
