@@ -56,28 +56,22 @@ def node_or_404(service: Service, pool_id: str, node_id: str) -> dict[str, Any]:
     return node
 
 
+def resource_headers(resource: dict[str, Any]) -> dict[str, str]:
+    """The headers Batch answers a change with: ETag, Last-Modified and the resource's URL."""
+    return {
+        "ETag": resource["eTag"],
+        "Last-Modified": wire.http_date(resource["lastModified"]),
+        "DataServiceId": resource["url"],
+    }
+
+
 def created(resource: dict[str, Any], status: int = 201) -> Response:
-    """The answer to a create: empty body, ETag, Last-Modified and the resource's URL."""
-    return Response(
-        status,
-        headers={
-            "ETag": resource["eTag"],
-            "Last-Modified": wire.http_date(resource["lastModified"]),
-            "DataServiceId": resource["url"],
-            "Location": resource["url"],
-        },
-    )
+    """The answer to a create: empty body, the resource headers and its Location."""
+    return Response(status, headers={**resource_headers(resource), "Location": resource["url"]})
 
 
 def accepted(resource: dict[str, Any] | None = None, status: int = 202) -> Response:
-    headers = {}
-    if resource is not None:
-        headers = {
-            "ETag": resource["eTag"],
-            "Last-Modified": wire.http_date(resource["lastModified"]),
-            "DataServiceId": resource["url"],
-        }
-    return Response(status, headers=headers)
+    return Response(status, headers=resource_headers(resource) if resource is not None else {})
 
 
 def single(request: Request, resource: dict[str, Any], metadata: str) -> Response:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from batchflow.local.emulator import errors, wire
-from batchflow.local.emulator.handlers.common import accepted, body, copy_known, created, job_or_404, listing, single
+from batchflow.local.emulator.handlers.common import (
+    accepted,
+    body,
+    copy_known,
+    created,
+    job_or_404,
+    listing,
+    resource_headers,
+    single,
+)
 from batchflow.local.emulator.messages import Request, Response
 from batchflow.local.emulator.scheduler import Service
 
@@ -131,14 +140,7 @@ def _change(request: Request, service: Service, replace: bool) -> Response:
         service.arm_job_wall_clock(merged)
     service.check_all_complete(merged)
     service.wake()
-    return Response(
-        200,
-        headers={
-            "ETag": merged["eTag"],
-            "Last-Modified": wire.http_date(merged["lastModified"]),
-            "DataServiceId": merged["url"],
-        },
-    )
+    return Response(200, headers=resource_headers(merged))
 
 
 def update_job(request: Request, service: Service) -> Response:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from batchflow.local.emulator import errors, wire
-from batchflow.local.emulator.handlers.common import accepted, body, copy_known, created, listing, pool_or_404, single
+from batchflow.local.emulator.handlers.common import (
+    accepted,
+    body,
+    copy_known,
+    created,
+    listing,
+    pool_or_404,
+    resource_headers,
+    single,
+)
 from batchflow.local.emulator.messages import Request, Response
 from batchflow.local.emulator.scheduler import Service
 
@@ -136,14 +145,7 @@ def update_pool(request: Request, service: Service) -> Response:
     pool.update(changes)
     wire.stamp(pool)
     service.store.update("pools", pool)
-    return Response(
-        200,
-        headers={
-            "ETag": pool["eTag"],
-            "Last-Modified": wire.http_date(pool["lastModified"]),
-            "DataServiceId": pool["url"],
-        },
-    )
+    return Response(200, headers=resource_headers(pool))
 
 
 def replace_pool_properties(request: Request, service: Service) -> Response:

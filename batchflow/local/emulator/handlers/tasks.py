@@ -12,6 +12,7 @@ from batchflow.local.emulator.handlers.common import (
     error_value,
     job_or_404,
     listing,
+    resource_headers,
     single,
     task_or_404,
 )
@@ -211,14 +212,7 @@ def update_task(request: Request, service: Service) -> Response:
     task["constraints"] = merged
     wire.stamp(task)
     service.store.update_task(job["id"], task)
-    return Response(
-        200,
-        headers={
-            "ETag": task["eTag"],
-            "Last-Modified": wire.http_date(task["lastModified"]),
-            "DataServiceId": task["url"],
-        },
-    )
+    return Response(200, headers=resource_headers(task))
 
 
 def delete_task(request: Request, service: Service) -> Response:
