@@ -245,10 +245,18 @@ class BatchService:
 
     # ----------------------------------------------------------------- tasks
 
-    def task_ids(self, job_id: str) -> set[str]:
-        """The ids of every task in the job (one listing, ids only)."""
+    def task_ids(self, job_id: str, state: str | None = None) -> set[str]:
+        """The ids of the job's tasks, or of those in ``state`` (one listing, ids only)."""
         with service_errors(f"listing the tasks of job {job_id}"):
-            return {t.id for t in self.client.list_tasks(job_id, select=["id"])}
+            found = self.client.list_tasks(job_id, select=["id"], filter=f"state eq '{state}'" if state else None)
+            return {t.id for t in found}
+
+    def delete_task(self, job_id: str, task_id: str) -> None:
+        with service_errors(f"deleting task {task_id}"):
+            try:
+                self.client.delete_task(job_id, task_id)
+            except ResourceNotFoundError:
+                pass
 
     def add_tasks(self, job_id: str, tasks: Sequence[models.BatchTaskCreateOptions]) -> None:
         """Add tasks; the SDK sends 100 per request and counts an existing task as added."""

@@ -32,6 +32,7 @@ from batchflow.runner.identity import fingerprint, run_directory, run_name, uplo
 from batchflow.state import RunLock, RunState, StateStore, new_state, redact_secrets, set_step_status
 from batchflow.steps import STEPS
 from batchflow.steps.context import Reporter, RunContext
+from batchflow.steps.tasks import refresh_tokens
 
 STDERR_LINES = 20
 TITLES = dict(STEP_TITLES)
@@ -199,8 +200,13 @@ def _refresh(ctx: RunContext) -> None:
         if steps[key].status == "done":
             ctx.report.warn(f"step {TITLES[key]!r} was done, but what it made is gone; doing it again")
             set_step_status(ctx.state, key, "pending")
-    if redo:
-        ctx.store.save(ctx.state)
+    if steps["tasks"].status == "done":
+        renewed = refresh_tokens(ctx, steps["tasks"].summary)
+        if renewed:
+            ctx.report.warn(
+                f"{renewed} queued task(s) had SAS tokens about to expire; added them again with fresh ones"
+            )
+    ctx.store.save(ctx.state)
 
 
 def _run_steps(ctx: RunContext, run_dir: Path) -> ApplyResult:

@@ -85,3 +85,25 @@ def test_pool_deleted_during_monitoring_is_reported_and_recreated(batchflow: Bat
     inputs = sorted((batchflow.cwd / "topwords" / "data").glob("*.txt"))
     check_topwords_outputs(inputs, batchflow.cwd / "output" / "topwords", 3, job, pool)
     batchflow.run("destroy", str(workflow), "--yes")
+
+
+def test_queued_tasks_get_fresh_tokens_when_a_resume_comes_late(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
+    marker = batchflow.cwd / "executions.log"
+    workflow, pool, job = topwords_variant(batchflow.cwd, marker=marker, sleep=1, extra_files=5)
+    _kill_inside(batchflow, workflow, "monitor")
+    queued = {t.id for t in local_services.batch_client().list_tasks(job, filter="state eq 'active'")}
+    assert queued, "every task had started; the test needs some still queued"
+
+    # as if the laptop slept past the tokens' expiry
+    state_file = next((batchflow.cwd / ".batchflow").glob("*/state.json"))
+    state = json.loads(state_file.read_text())
+    state["steps"]["tasks"]["summary"]["tokens_expire"] = "2000-01-01T00:00:00+00:00"
+    state_file.write_text(json.dumps(state))
+
+    resumed = batchflow.run("apply", str(workflow))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "queued task(s) had SAS tokens about to expire; added them again with fresh ones" in resumed.stderr
+    inputs = sorted((batchflow.cwd / "topwords" / "data").glob("*.txt"))
+    check_topwords_outputs(inputs, batchflow.cwd / "output" / "topwords", 3, job, pool)
+    assert sorted(marker.read_text().split()) == sorted(f"topNtask{i}" for i in range(len(inputs)))
+    batchflow.run("destroy", str(workflow), "--yes")
