@@ -77,8 +77,8 @@ def _environment(values: dict[str, str]) -> list[models.EnvironmentSetting] | No
     return [models.EnvironmentSetting(name=k, value=v) for k, v in values.items()] or None
 
 
-def pool_options(pool: spec.Pool, urls: Urls, metadata: dict[str, str]) -> models.BatchPoolCreateOptions:
-    """The create-pool request for ``pool``."""
+def start_task_of(pool: spec.Pool, urls: Urls) -> models.BatchStartTask | None:
+    """The pool's start task with its resource files' SAS URLs, or None."""
     start_task = None
     if pool.start_task:
         st = pool.start_task
@@ -93,6 +93,12 @@ def pool_options(pool: spec.Pool, urls: Urls, metadata: dict[str, str]) -> model
             max_task_retry_count=st.retries,
             wait_for_success=st.wait_for_success,
         )
+    return start_task
+
+
+def pool_options(pool: spec.Pool, urls: Urls, metadata: dict[str, str]) -> models.BatchPoolCreateOptions:
+    """The create-pool request for ``pool``."""
+    start_task = start_task_of(pool, urls)
     image = pool.image
     return models.BatchPoolCreateOptions(
         id=pool.id,
@@ -195,6 +201,11 @@ class BatchService:
             except ResourceExistsError:
                 return False
         return True
+
+    def set_start_task(self, pool_id: str, start_task: models.BatchStartTask) -> None:
+        """Replace the pool's start task; nodes that join from now on run the new one."""
+        with service_errors(f"updating the start task of pool {pool_id}"):
+            self.client.update_pool(pool_id, models.BatchPoolUpdateOptions(start_task=start_task))
 
     def list_nodes(self, pool_id: str) -> list[models.BatchNode]:
         with service_errors(f"listing the nodes of pool {pool_id}"):

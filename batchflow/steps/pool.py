@@ -11,7 +11,15 @@ from typing import Any
 
 from azure.batch import models
 
-from batchflow.cloud.batch import RUN_METADATA, WORKFLOW_METADATA, enum_value, metadata_of, pool_options, tail
+from batchflow.cloud.batch import (
+    RUN_METADATA,
+    WORKFLOW_METADATA,
+    enum_value,
+    metadata_of,
+    pool_options,
+    start_task_of,
+    tail,
+)
 from batchflow.errors import RunFailed
 from batchflow.state import redact_secrets
 from batchflow.steps.context import RunContext
@@ -137,5 +145,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
             record.update(id=pool_id, created=True)
     ctx.save()
     ctx.report.note(f"pool {pool_id} {how}")
+    start_task = ctx.workflow.pool.start_task
+    if how != "created" and start_task and any(r.container for r in start_task.resource_files):
+        # Its start task carries the SAS tokens of the run that made it; nodes that
+        # join later (a replaced low-priority node, a resize) need working ones.
+        ctx.batch.set_start_task(pool_id, start_task_of(ctx.workflow.pool, ctx.urls()))
     summary = _wait_for_nodes(ctx, pool_id)
     return {"pool": pool_id, "how": how, **summary}

@@ -267,3 +267,25 @@ def test_a_fixed_rerun_names_the_run_that_holds_the_job(batchflow: Batchflow) ->
     fixed = batchflow.run("apply", str(workflow))
     assert fixed.returncode == 0, fixed.stderr
     batchflow.run("destroy", str(workflow), "--yes")
+
+
+def test_a_kept_pool_is_reused_by_a_new_run_with_fresh_start_task_tokens(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
+    from urllib.parse import parse_qs, urlsplit
+
+    workflow, pool, job = topwords_variant(batchflow.cwd, cleanup="  containers: delete\n  job: delete\n  pool: keep\n")
+    first = batchflow.run("apply", str(workflow))
+    assert first.returncode == 0, first.stderr
+    client = local_services.batch_client()
+
+    def start_task_expiry() -> str:
+        url = client.get_pool(pool).start_task.resource_files[0].http_url
+        return parse_qs(urlsplit(url).query)["se"][0]
+
+    before = start_task_expiry()
+    time.sleep(1.1)  # SAS expiry has one-second resolution
+    second = batchflow.run("apply", str(workflow), "--set", "numwords=4")
+    assert second.returncode == 0, second.stderr
+    assert "reused (kept by run topwords-" in second.stderr
+    assert start_task_expiry() > before
+    assert pool in {p.id for p in client.list_pools()}  # still kept by the second run's policy
+    client.begin_delete_pool(pool, polling_interval=1).result()
