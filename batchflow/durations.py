@@ -21,7 +21,7 @@ _ISO = re.compile(
     r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
 
-#: The regular expression the JSON Schema uses for a duration string.
+#: The regular expression of schemas/workflow.schema.json for a duration (a test keeps the two equal).
 SCHEMA_PATTERN = (
     r"^(?:(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+"
     r"|P(?!$)(?:\d+(?:\.\d+)?W)?(?:\d+(?:\.\d+)?D)?"
@@ -50,15 +50,6 @@ def parse_duration(text: str) -> timedelta:
         parts = {k: float(v) for k, v in match.groupdict().items() if v}
         return timedelta(**parts)
     raise ValueError(f"{text!r} is not a duration: {HINT}")
-
-
-def is_duration(text: str) -> bool:
-    """True when :func:`parse_duration` accepts ``text``."""
-    try:
-        parse_duration(text)
-    except ValueError:
-        return False
-    return True
 
 
 def format_duration(delta: timedelta) -> str:

@@ -303,11 +303,6 @@ class BatchService:
                 job_id, filter="state eq 'completed'", select=["id", "state", "executionInfo", "nodeInfo"]
             )
 
-    def task_file_tail(self, job_id: str, task_id: str, path: str, lines: int) -> str | None:
-        """The last ``lines`` lines of a task's file (``stderr.txt``), or None if it cannot be read."""
-        data = self.task_file(job_id, task_id, path)
-        return None if data is None else tail(data, lines)
-
     def task_file(self, job_id: str, task_id: str, path: str) -> bytes | None:
         with service_errors(f"reading {path} of task {task_id}"):
             try:

@@ -87,7 +87,7 @@ class Target:
         from azure.batch import BatchClient
         from azure.core.credentials import AzureNamedKeyCredential
 
-        if self.batch_account_key:
+        if not self.uses_entra_for_batch:
             credential: Any = AzureNamedKeyCredential(self.batch_account_name or "", self.batch_account_key)
         else:
             from azure.identity import DefaultAzureCredential
@@ -105,7 +105,7 @@ class Target:
     def blob_service(self) -> Any:
         from azure.storage.blob import BlobServiceClient
 
-        if self.storage_account_key:
+        if not self.uses_entra_for_storage:
             credential: Any = {"account_name": self.storage_account_name, "account_key": self.storage_account_key}
         else:
             from azure.identity import DefaultAzureCredential

@@ -55,6 +55,12 @@ def test_schema_is_strict_everywhere() -> None:
     assert objects and all(extra is False for _, extra in objects), [p for p, e in objects if e is not False]
 
 
+def test_schema_durations_are_what_the_parser_reads() -> None:
+    from batchflow.durations import SCHEMA_PATTERN
+
+    assert load_schema()["$defs"]["duration"]["pattern"] == SCHEMA_PATTERN
+
+
 def test_package_schema_is_the_repository_schema() -> None:
     packaged = REPO / "batchflow" / "model" / "workflow.schema.json"
     assert packaged.resolve() == (REPO / "schemas" / "workflow.schema.json").resolve()
