@@ -45,7 +45,7 @@ from batchflow import __version__
 from batchflow.errors import BatchflowError
 
 #: The format version this code writes; files with a higher one are refused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: The life of a step within a run.
 STEP_STATUSES = ("pending", "running", "done", "failed")
@@ -110,6 +110,8 @@ class TaskRecord:
     end_time: str | None = None
     #: The service's failure information (category, code, message, details).
     failure: dict[str, Any] | None = None
+    #: The run whose outputs this task reused instead of running (see batchflow.runner.cache).
+    cached_from: str | None = None
 
 
 @dataclass
@@ -220,7 +222,7 @@ def check_task_record(record: TaskRecord) -> None:
     if type(record.retry_count) is not int:
         raise ValueError(f"task {task_id!r}: retry_count must be an integer, not {record.retry_count!r}")
     for name, value in (("node_id", record.node_id), ("start_time", record.start_time),
-                        ("end_time", record.end_time)):  # fmt: skip
+                        ("end_time", record.end_time), ("cached_from", record.cached_from)):  # fmt: skip
         if value is not None and type(value) is not str:
             raise ValueError(f"task {task_id!r}: {name} must be a string or None, not {value!r}")
     if record.failure is not None:
@@ -230,8 +232,8 @@ def check_task_record(record: TaskRecord) -> None:
 
 
 def task_to_dict(record: TaskRecord) -> dict[str, Any]:
-    """A task record as JSON fields, without its id (the caller places it)."""
-    return {
+    """A task record as JSON fields, without its id (the caller places it); ``cached_from`` only when set."""
+    fields = {
         "state": record.state,
         "exit_code": record.exit_code,
         "result": record.result,
@@ -241,6 +243,9 @@ def task_to_dict(record: TaskRecord) -> dict[str, Any]:
         "end_time": record.end_time,
         "failure": record.failure,
     }
+    if record.cached_from is not None:
+        fields["cached_from"] = record.cached_from
+    return fields
 
 
 def task_from_dict(task_id: str, data: Any) -> TaskRecord:
@@ -261,6 +266,7 @@ def task_from_dict(task_id: str, data: Any) -> TaskRecord:
         get("start_time"),
         get("end_time"),
         get("failure"),
+        get("cached_from"),
     )
     try:
         check_task_record(record)
@@ -270,7 +276,7 @@ def task_from_dict(task_id: str, data: Any) -> TaskRecord:
 
 
 _TASK_FIELD_SET = frozenset(
-    ("state", "exit_code", "result", "retry_count", "node_id", "start_time", "end_time", "failure")
+    ("state", "exit_code", "result", "retry_count", "node_id", "start_time", "end_time", "failure", "cached_from")
 )
 _TASK_STATE_SET = frozenset(TASK_STATES)
 _TASK_RESULT_SET = frozenset(result for result in TASK_RESULTS if result is not None)
@@ -355,16 +361,21 @@ def state_from_json(text: str) -> RunState:
 def upgrade_v1(document: dict[str, Any]) -> dict[str, Any]:
     """Bring a version 1 document to the current format.
 
-    Version 1 *is* the current format, so there is nothing to change. When
-    version 2 comes, this function turns a v1 document into v2 and hands it
-    to ``upgrade_v2``; each ``upgrade_vN`` thus brings version N all the way
-    to :data:`FORMAT_VERSION`, one step at a time.
+    Version 2 added the optional task field ``cached_from``; a version 1
+    document has none, so only the version changes. Each ``upgrade_vN``
+    brings version N one step forward and hands it on, so that every
+    readable version reaches :data:`FORMAT_VERSION`.
     """
+    return upgrade_v2(dict(document, version=2))
+
+
+def upgrade_v2(document: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 is the current format: nothing to change."""
     return document
 
 
 #: The upgrade function for each format version this code can read.
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: upgrade_v1}
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: upgrade_v1, 2: upgrade_v2}
 
 
 def state_from_dict(document: Any) -> RunState:

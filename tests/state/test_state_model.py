@@ -75,7 +75,7 @@ def test_round_trip_keeps_every_field_and_order() -> None:
     assert list(back.tasks) == ["task-0", "task-1", "tâche-ü"]
     # The hand-laid-out text is still ordinary JSON with the documented fields.
     document = json.loads(text)
-    assert document["version"] == FORMAT_VERSION == 1
+    assert document["version"] == FORMAT_VERSION == 2
     assert document["batchflow_version"] == __version__
     assert set(document) >= {
         "version",
@@ -121,7 +121,9 @@ def test_set_step_status_stamps_start_and_finish() -> None:
 def test_newer_format_version_is_refused_with_advice() -> None:
     document = state_to_dict(full_state())
     document["version"] = FORMAT_VERSION + 1
-    with pytest.raises(StateVersionError, match=r"format version 2.*newer batchflow.*upgrade batchflow"):
+    with pytest.raises(
+        StateVersionError, match=rf"format version {FORMAT_VERSION + 1}.*newer batchflow.*upgrade batchflow"
+    ):
         state_from_dict(document)
 
 
@@ -145,8 +147,24 @@ def test_upgrade_v1_is_applied_when_reading(monkeypatch: pytest.MonkeyPatch) -> 
         return document
 
     monkeypatch.setitem(UPGRADES, 1, spy)
-    state_from_json(state_to_json(full_state()))
+    document = state_to_dict(full_state())
+    document["version"] = 1
+    state_from_dict(document)
     assert seen == [1]
+
+
+def test_a_version_1_file_reads_and_a_cached_task_round_trips() -> None:
+    """Version 2 added ``cached_from``; a version 1 document (without it) still reads."""
+    document = state_to_dict(full_state())
+    document["version"] = 1
+    old = state_from_dict(document)
+    assert old.version == FORMAT_VERSION
+    assert all(record.cached_from is None for record in old.tasks.values())
+    state = full_state()
+    state.tasks["task-0"].cached_from = "topwords-0123456789"
+    back = state_from_json(state_to_json(state))
+    assert back.tasks["task-0"].cached_from == "topwords-0123456789"
+    assert "cached_from" not in state_to_dict(state)["tasks"]["task-1"]
 
 
 @pytest.mark.parametrize(
