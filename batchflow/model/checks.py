@@ -34,6 +34,22 @@ def run(data: dict[str, Any], uploads: list[UploadFile], tasks: list[dict[str, A
     _task_ids(tasks, report)
     _cleanup_keeps_outputs(data, tasks, declared, report)
     _pool_has_nodes(data, report)
+    _outputs_have_a_container(data, tasks, report)
+
+
+def _outputs_have_a_container(data: dict[str, Any], tasks: list[dict[str, Any]], report: Reporter) -> None:
+    """An output named by a bare string lives in the download container, so there must be one."""
+    if _as_dict(data.get("download")).get("container"):
+        return
+    for task in tasks[:1]:
+        for index, output in enumerate(_as_list(task.get("outputs"))):
+            if isinstance(output, str):
+                report.error(
+                    ("tasks", "template", "outputs", index),
+                    "a bare output name lives in the download container, and there is no download:; "
+                    "write {container: NAME, name: ...} instead",
+                )
+                return
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -80,6 +96,9 @@ def _references(data: dict[str, Any], tasks: list[dict[str, Any]]) -> Iterable[t
             yield template + ("output_files", index, "container"), _as_dict(output).get("container")
         for name, url in _as_dict(task.get("container_urls")).items():
             yield template + ("container_urls", name, "container"), _as_dict(url).get("container")
+        for index, output in enumerate(_as_list(task.get("outputs"))):
+            if isinstance(output, dict):
+                yield template + ("outputs", index, "container"), output.get("container")
 
 
 def _container_references(

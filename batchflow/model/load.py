@@ -291,7 +291,18 @@ def _environment(raw: Any) -> dict[str, str]:
     return {str(k): text(v) for k, v in (raw or {}).items()}
 
 
-def _task(raw: dict[str, Any]) -> spec.Task:
+def _declared_outputs(raw: Any, default_container: str | None) -> tuple[spec.DeclaredOutput, ...]:
+    """``outputs:`` items: a string names a blob of the download container (checks made sure there is one)."""
+    found = []
+    for item in raw or []:
+        if isinstance(item, str):
+            found.append(spec.DeclaredOutput(default_container or "", item))
+        else:
+            found.append(spec.DeclaredOutput(item["container"], item["name"]))
+    return tuple(found)
+
+
+def _task(raw: dict[str, Any], default_container: str | None = None) -> spec.Task:
     depends = raw.get("depends_on") or []
     ids = depends if isinstance(depends, list) else depends.get("ids", [])
     ranges = [] if isinstance(depends, list) else depends.get("ranges", [])
@@ -316,6 +327,7 @@ def _task(raw: dict[str, Any]) -> spec.Task:
         required_slots=raw.get("required_slots", 1),
         depends_on_ids=tuple(ids),
         depends_on_ranges=tuple((r["from"], r["to"]) for r in ranges),
+        outputs=_declared_outputs(raw.get("outputs"), default_container),
     )
 
 
@@ -353,7 +365,8 @@ def _build(
         reuse=pool_raw.get("reuse", False),
         start_task=start_task,
     )
-    tasks = tuple(_task(t) for t in tasks_data)
+    download_container = (data.get("download") or {}).get("container")
+    tasks = tuple(_task(t, download_container) for t in tasks_data)
     job_raw = data["job"]
     constraints = job_raw.get("constraints") or {}
     job = spec.Job(
@@ -399,4 +412,5 @@ def _build(
             job=cleanup_raw.get("job", "ask"),
             pool=cleanup_raw.get("pool", "ask"),
         ),
+        cache=data.get("cache", True),
     )

@@ -12,6 +12,8 @@ an access level); SAS URLs are made at apply time and never live here.
 
 from __future__ import annotations
 
+import functools
+import re
 import shlex
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -106,6 +108,32 @@ class OutputFile:
 
 
 @dataclass(frozen=True)
+class DeclaredOutput:
+    """A blob a task must produce: an exact name, or a pattern where ``*`` and ``?`` stay within
+    one folder and ``**`` spans folders."""
+
+    container: str
+    name: str
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(c in self.name for c in "*?")
+
+    def matches(self, blob: str) -> bool:
+        if not self.is_pattern:
+            return blob == self.name
+        return glob_regex(self.name).fullmatch(blob) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A blob-name pattern as a regular expression: ``**/`` any folders, ``**`` anything, ``*`` and ``?`` in one part."""
+    parts = re.split(r"(\*\*/|\*\*|\*|\?)", pattern)
+    wildcards = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wildcards.get(part, re.escape(part)) for part in parts))
+
+
+@dataclass(frozen=True)
 class ContainerUrl:
     """An environment variable set at apply time to a SAS URL of ``container``."""
 
@@ -188,11 +216,33 @@ class Task:
     required_slots: int = 1
     depends_on_ids: tuple[str, ...] = ()
     depends_on_ranges: tuple[tuple[int, int], ...] = ()
+    #: What the task must produce (``outputs:`` in the template).
+    outputs: tuple[DeclaredOutput, ...] = ()
 
     @property
     def command_line(self) -> str:
         """The Batch command line: the command run by bash."""
         return shell_command_line(self.command)
+
+    @property
+    def declared_outputs(self) -> tuple[DeclaredOutput, ...]:
+        """``outputs`` plus the blobs Batch uploads for the task when it succeeds (``output_files``).
+
+        An output file's blob is named by ``path`` for a single file (default the
+        file's name); for a pattern, ``path`` is a folder before the matched names.
+        """
+        found = list(self.outputs)
+        for output in self.output_files:
+            if output.upload_on == "failure":
+                continue
+            if any(c in output.pattern for c in "*?"):
+                folder = (output.path or "").strip("/")
+                relative = output.pattern.lstrip("./")
+                name = f"{folder}/{relative}" if folder else relative
+            else:
+                name = output.path or output.pattern.rsplit("/", 1)[-1]
+            found.append(DeclaredOutput(output.container, name))
+        return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -237,6 +287,8 @@ class Workflow:
     monitor: Monitor
     download: Download | None
     cleanup: Cleanup
+    #: Whether tasks may be satisfied from the cache of earlier runs (``cache:`` in the file).
+    cache: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping; paths as strings and durations in the readable form."""
