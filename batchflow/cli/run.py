@@ -65,6 +65,7 @@ def apply_command(args: argparse.Namespace) -> int:
             assume_yes=args.yes,
             resolve_target=lambda: _resolve(args),
             target_name=args.target,
+            use_cache=not args.no_cache,
         )
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; the state is saved. Resume with: {resume_command(args)}") from None
@@ -89,13 +90,15 @@ def apply_command(args: argparse.Namespace) -> int:
 
 
 def _open_state(args: argparse.Namespace) -> tuple[Any, str, Path, Any]:
+    """The run's workflow with its physical names (see batchflow.runner.naming), name, folder and state."""
+    from batchflow.runner import naming
     from batchflow.runner.apply import open_run
     from batchflow.state import StateStore
 
     workflow = load(args).workflow
     run, run_dir, _, _ = open_run(workflow, args.state_dir, args.run, args.target)
     state = StateStore(run_dir).load()
-    return workflow, run, run_dir, state
+    return naming.physical(workflow, run), run, run_dir, state
 
 
 def status_command(args: argparse.Namespace) -> int:
@@ -108,7 +111,7 @@ def status_command(args: argparse.Namespace) -> int:
         return 0
     live: dict[str, Any] = {}
     job = state.resources.get("job", {})
-    if job.get("created") and not job.get("deleted"):
+    if job.get("created") and not job.get("deleted") and not state.resources.get("destroyed"):
         try:
             counts = BatchService(_resolve(args)).task_counts(job["id"])
             live = {k: getattr(counts, k) for k in ("active", "running", "completed", "succeeded", "failed")}
@@ -126,7 +129,7 @@ def status_command(args: argparse.Namespace) -> int:
 def logs_command(args: argparse.Namespace) -> int:
     from batchflow.cloud.batch import BatchService
 
-    workflow = load(args).workflow
+    workflow, _, _, _ = _open_state(args)
     batch = BatchService(_resolve(args))
     name = "stderr.txt" if args.stderr else "stdout.txt"
     if args.start_task:
@@ -144,9 +147,15 @@ def logs_command(args: argparse.Namespace) -> int:
 
 
 def destroy_command(args: argparse.Namespace) -> int:
-    from batchflow.runner.destroy import destroy
+    from batchflow.runner.destroy import destroy, runs_of
 
     workflow, run, run_dir, _ = _open_state(args)
+    if args.all_runs:
+        runs = runs_of(args.state_dir, workflow.name)
+        if not runs:
+            raise UsageError(f"no run of workflow {workflow.name} has state in {args.state_dir}; nothing to destroy")
+    else:
+        runs = [(run, run_dir)]
 
     def confirm(doomed: list[tuple[str, str]]) -> bool:
         listing = ", ".join(f"{kind} {name}" for kind, name in doomed)
@@ -157,11 +166,34 @@ def destroy_command(args: argparse.Namespace) -> int:
         answer = TerminalReporter().confirm(f"Delete {listing}?")
         return bool(answer)
 
-    deleted = destroy(run, run_dir, _resolve(args), confirm=confirm)
+    target = _resolve(args)
+    results = {name: destroy(name, directory, target, confirm=confirm) for name, directory in runs}
+    if len(runs) > 1:
+        # Runs share a pool: one run keeps it while another run's job still uses it, so
+        # once every job is gone, go round once more for the pools that were kept.
+        for name, directory in runs:
+            if any(kind == "pool" for kind, _, _ in results[name].kept):
+                again = destroy(name, directory, target, confirm=lambda doomed: True)
+                results[name].deleted += again.deleted
+                results[name].kept = again.kept
     if args.output == "json":
-        views.print_json({"run": run, "deleted": [{"kind": k, "id": n} for k, n in deleted]})
-    else:
-        print(f"run {run}: deleted {', '.join(f'{k} {n}' for k, n in deleted) or 'nothing'}")
+        views.print_json(
+            {
+                "runs": [
+                    {
+                        "run": name,
+                        "deleted": [{"kind": k, "id": n} for k, n in result.deleted],
+                        "kept": [{"kind": k, "id": n, "why": why} for k, n, why in result.kept],
+                    }
+                    for name, result in results.items()
+                ]
+            }
+        )
+        return 0
+    for name, result in results.items():
+        print(f"run {name}: deleted {', '.join(f'{k} {n}' for k, n in result.deleted) or 'nothing'}")
+        for kind, ident, why in result.kept:
+            print(f"  kept {kind} {ident}: {why}")
     return 0
 
 
@@ -175,6 +207,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add_run_arguments(apply)
     apply.add_argument("--yes", action="store_true", help="answer yes to cleanup questions (cleanup: ask)")
+    apply.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every task, even one whose outputs an earlier run with the same inputs produced",
+    )
     apply.set_defaults(func=apply_command)
 
     status = subparsers.add_parser(
@@ -199,8 +236,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     destroy = subparsers.add_parser(
         "destroy",
         help="delete what this run created",
-        description="Delete the job, pool and containers that this run's state says it created, and nothing else.",
+        description="Delete the job, containers and pool that this run's state says it created, and nothing else. "
+        "A pool that another run's job still uses is kept, and the output says so.",
     )
     add_run_arguments(destroy)
     destroy.add_argument("--yes", action="store_true", help="delete without asking")
+    destroy.add_argument(
+        "--all-runs",
+        action="store_true",
+        help="destroy every run of this workflow that has state in --state-dir, whatever its variables",
+    )
     destroy.set_defaults(func=destroy_command)

@@ -91,6 +91,7 @@ def print_status(
             {
                 "run": run,
                 "state_dir": str(run_dir),
+                "destroyed": state.resources.get("destroyed"),
                 "steps": {k: {"status": v.status, **v.summary} for k, v in state.steps.items()},
                 "tasks": live,
                 "failures": failures,
@@ -98,6 +99,9 @@ def print_status(
         )
         return
     print(f"run {run} ({run_dir})")
+    destroyed = state.resources.get("destroyed")
+    if destroyed:
+        print(f"destroyed at {destroyed}: its job and containers are gone; apply starts the run again")
     for number, (key, record) in enumerate(state.steps.items(), start=1):
         summary = ", ".join(f"{k} {v}" for k, v in record.summary.items() if not isinstance(v, (dict, list)))
         print(f"[{number}/{len(state.steps)}] {key}: {record.status}" + (f" ({summary})" if summary else ""))

@@ -65,25 +65,33 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def plan_command(args: argparse.Namespace) -> int:
+    from batchflow.runner import naming
+    from batchflow.runner.apply import open_run
+
     workflow = load(args).workflow
-    notes, context = _compare(args, workflow)
-    views.print_plan(workflow.name, describe(workflow), args.output, notes=notes, context=context)
+    run, run_dir, digests, _ = open_run(workflow, args.state_dir, args.run, args.target)
+    physical = naming.physical(workflow, run)
+    notes, context, cached = _compare(args, workflow, physical, run, run_dir, digests)
+    steps = describe(physical, declared=naming.logical_names(workflow, run), cached=cached)
+    views.print_plan(workflow.name, steps, args.output, notes=notes, context=context)
     return 0
 
 
-def _compare(args: argparse.Namespace, workflow: Any) -> tuple[dict[str, list[str]], list[str]]:
-    """Annotations from the run's state and, when reachable without starting anything, the live service."""
+def _compare(
+    args: argparse.Namespace, workflow: Any, physical: Any, run: str, run_dir: Any, digests: Any
+) -> tuple[dict[str, list[str]], list[str], dict[str, str]]:
+    """Annotations from the run's state and, when reachable without starting anything, the live
+    service; and the tasks the cache would satisfy (task id -> the run it reuses)."""
     from batchflow.errors import BatchflowError
     from batchflow.plan.compare import annotate
-    from batchflow.runner.apply import open_run
     from batchflow.state import StateStore
 
+    context = [f"run {run}: its containers and job are named for it (declared names in parentheses)"]
     if args.offline:
-        return {}, []
-    run, run_dir, digests, _ = open_run(workflow, args.state_dir, args.run, args.target)
+        return {}, context + ["offline: the state, the service and the task cache were not consulted"], {}
     state = StateStore(run_dir).load()
-    context = [f"run {run}: " + ("has state in " + str(run_dir) if state else "not started")]
-    observed = None
+    context.append("has state in " + str(run_dir) if state else "not started")
+    observed, target = None, None
     try:
         target = _target_without_starting(args.target)
         if target is None:
@@ -91,11 +99,31 @@ def _compare(args: argparse.Namespace, workflow: Any) -> tuple[dict[str, list[st
         else:
             from batchflow.cloud.observe import observe
 
-            observed = observe(workflow, target, digests)
+            observed = observe(physical, target, digests)
             context.append(f"compared with {target.describe()}")
     except BatchflowError as error:
         context.append(f"could not look at the service: {error.message}")
-    return annotate(workflow, run, state, observed), context
+    cached = _cached(args, workflow, run, digests, target, state)
+    return annotate(physical, run, state, observed, set(cached)), context, cached
+
+
+def _cached(args: argparse.Namespace, workflow: Any, run: str, digests: Any, target: Any, state: Any) -> dict[str, str]:
+    """Task id -> the earlier run whose outputs apply would reuse (plan's view of the cache)."""
+    if getattr(args, "no_cache", False) or not workflow.cache:
+        return {}
+    from batchflow.cloud.storage import BlobStore
+    from batchflow.local.account import batchflow_home
+    from batchflow.runner.cache import BlobListing, CacheIndex, KeyMaker, choose
+
+    done = {r.task_id for r in state.tasks.values() if r.result == "success"} if state else set()
+    pending = [t for t in workflow.tasks if t.id not in done]
+    keys = KeyMaker(workflow, digests, args.target).keys()
+    listing = BlobListing(BlobStore(target).list_blobs) if target is not None else None
+    chosen = choose(pending, keys, CacheIndex(batchflow_home()), listing)
+    found = {task_id: entry.run for task_id, (entry, _) in chosen.items()}
+    if state:
+        found.update({r.task_id: r.cached_from for r in state.tasks.values() if r.cached_from})
+    return found
 
 
 def _target_without_starting(name: str) -> Any:
@@ -136,4 +164,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     add_target_arguments(plan)
     plan.add_argument("--offline", action="store_true", help="show the definition only; look at no state or service")
+    plan.add_argument("--no-cache", action="store_true", help="plan as apply --no-cache would: every task runs")
     plan.set_defaults(func=plan_command)

@@ -238,6 +238,18 @@ class BatchService:
                 return False
         return True
 
+    def jobs_using_pool(self, pool_id: str) -> list[tuple[str, str | None]]:
+        """(job id, batchflow run or None) of every job on ``pool_id`` that has not completed."""
+        with service_errors(f"listing the jobs on pool {pool_id}"):
+            jobs = self.client.list_jobs(select=["id", "state", "poolInfo", "metadata"])
+            return [
+                (job.id, metadata_of(job).get(RUN_METADATA))
+                for job in jobs
+                if job.pool_info is not None
+                and (job.pool_info.pool_id or "").lower() == pool_id.lower()
+                and enum_value(job.state) not in ("completed", "deleting")
+            ]
+
     def terminate_job_when_tasks_complete(self, job_id: str) -> None:
         with service_errors(f"updating job {job_id}"):
             self.client.update_job(

@@ -14,6 +14,7 @@ import hashlib
 import mimetypes
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -46,6 +47,9 @@ NAME_MAX = 255
 
 #: Start SAS validity a little in the past: the service's clock may be behind ours.
 CLOCK_SKEW = timedelta(minutes=5)
+
+#: How long a server-side copy (of a cached task's output) may take.
+COPY_TIMEOUT = 600.0
 
 
 def file_md5(path: Path) -> bytes:
@@ -176,6 +180,25 @@ class BlobStore:
                 max_concurrency=4,
             )
         return "new" if existing is False else "changed"
+
+    def copy_blob(self, source_container: str, blob: str, container: str, expiry: datetime) -> None:
+        """Copy a blob of this account into ``container`` under the same name, on the service's side.
+
+        The source is read through a read-only SAS that expires at ``expiry``;
+        the copy is waited for, so the blob is complete when this returns.
+        """
+        source = self.blob_sas_url(source_container, blob, expiry)
+        with service_errors(f"copying {source_container}/{blob} to {container}"):
+            client = self.service.get_blob_client(container, blob)
+            client.start_copy_from_url(source)
+            deadline = time.monotonic() + COPY_TIMEOUT
+            while True:
+                status = client.get_blob_properties().copy.status
+                if status == "success":
+                    return
+                if status in ("failed", "aborted") or time.monotonic() > deadline:
+                    raise RunFailed(f"copying {source_container}/{blob} to {container} ended as {status}")
+                time.sleep(0.2)
 
     def list_blobs(self, container: str, prefix: str = "") -> list[BlobInfo]:
         with service_errors(f"listing container {container}"):

@@ -8,8 +8,9 @@ from typing import Any
 from batchflow.durations import format_duration
 from batchflow.model.spec import ResourceFile, Task, Workflow, to_plain
 
-#: How many tasks a plan shows in full; the rest are counted.
+#: How many tasks a plan shows in full, then how many more by id and action; the rest are counted.
 SHOWN_TASKS = 3
+LISTED_TASKS = 20
 
 #: The nine steps, in order: (key, title). ``apply`` runs them in this order.
 STEPS: tuple[tuple[str, str], ...] = (
@@ -61,8 +62,9 @@ def _resource(resource: ResourceFile) -> str:
     return f"{source} -> {target}{mode}"
 
 
-def _task_lines(task: Task) -> list[str]:
-    lines = [f"{task.id}: {task.command_line}"]
+def _task_lines(task: Task, cached_from: str | None) -> list[str]:
+    action = f"cached (from run {cached_from})" if cached_from else "run"
+    lines = [f"{task.id} [{action}]: {task.command_line}"]
     lines += [f"    resource {_resource(r)}" for r in task.resource_files]
     lines += [
         f"    output {o.pattern} -> {o.container}/{o.path or ''} (on {o.upload_on}, write SAS)"
@@ -71,12 +73,26 @@ def _task_lines(task: Task) -> list[str]:
     lines += [
         f"    env {u.variable} = <SAS URL of {u.container}, {u.access}, made at apply>" for u in task.container_urls
     ]
+    lines += [f"    produces {o.container}/{o.name}" for o in task.outputs]
     return lines
 
 
-def describe(workflow: Workflow) -> list[PlannedStep]:
-    """The nine steps of ``workflow``, in order, with everything concrete filled in."""
+def describe(
+    workflow: Workflow, *, declared: dict[str, str] | None = None, cached: dict[str, str] | None = None
+) -> list[PlannedStep]:
+    """The nine steps of ``workflow``, in order, with everything concrete filled in.
+
+    :param declared: physical container name -> the name the file declares, shown beside it.
+    :param cached: task id -> the earlier run whose outputs it would reuse instead of running.
+    """
     w = workflow
+    declared = declared or {}
+    cached = cached or {}
+
+    def named(container: str) -> str:
+        logical = declared.get(container)
+        return f"{container} (declared as {logical})" if logical and logical != container else container
+
     steps: list[PlannedStep] = []
 
     def add(summary: str, details: list[str], data: dict[str, Any]) -> None:
@@ -85,8 +101,11 @@ def describe(workflow: Workflow) -> list[PlannedStep]:
 
     add(
         ", ".join(c.name for c in w.containers) or "none declared",
-        [f"{c.name}: {c.purpose}" if c.purpose else c.name for c in w.containers],
-        {"containers": [c.name for c in w.containers]},
+        [f"{named(c.name)}: {c.purpose}" if c.purpose else named(c.name) for c in w.containers],
+        {
+            "containers": [c.name for c in w.containers],
+            "declared_as": {c.name: declared.get(c.name, c.name) for c in w.containers},
+        },
     )
     total = sum(u.size for u in w.uploads)
     add(
@@ -122,13 +141,24 @@ def describe(workflow: Workflow) -> list[PlannedStep]:
     add(j.id, job_details, {"job": to_plain(asdict(j))})
     task_details = []
     for task in w.tasks[:SHOWN_TASKS]:
-        task_details += _task_lines(task)
-    if len(w.tasks) > SHOWN_TASKS:
-        task_details.append(f"... and {len(w.tasks) - SHOWN_TASKS} more")
+        task_details += _task_lines(task, cached.get(task.id))
+    listed = w.tasks[SHOWN_TASKS : SHOWN_TASKS + LISTED_TASKS]
+    task_details += [
+        f"{t.id} [{'cached (from run ' + cached[t.id] + ')' if t.id in cached else 'run'}]" for t in listed
+    ]
+    if len(w.tasks) > SHOWN_TASKS + LISTED_TASKS:
+        task_details.append(f"... and {len(w.tasks) - SHOWN_TASKS - LISTED_TASKS} more")
+    in_cache = sum(1 for t in w.tasks if t.id in cached)
     add(
-        f"{len(w.tasks)} task(s)",
+        f"{len(w.tasks)} task(s): {len(w.tasks) - in_cache} to run, {in_cache} cached",
         task_details,
-        {"count": len(w.tasks), "first": [{"id": t.id, "command_line": t.command_line} for t in w.tasks[:SHOWN_TASKS]]},
+        {
+            "count": len(w.tasks),
+            "run": len(w.tasks) - in_cache,
+            "cached": in_cache,
+            "cached_from": dict(cached),
+            "first": [{"id": t.id, "command_line": t.command_line} for t in w.tasks[:SHOWN_TASKS]],
+        },
     )
     m = w.monitor
     add(

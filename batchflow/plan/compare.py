@@ -26,7 +26,9 @@ class Observed:
     task_ids: set[str] | None = None
 
 
-def annotate(workflow: Workflow, run: str, state: RunState | None, observed: Observed | None) -> dict[str, list[str]]:
+def annotate(
+    workflow: Workflow, run: str, state: RunState | None, observed: Observed | None, cached: set[str] | None = None
+) -> dict[str, list[str]]:
     """For each step key, lines saying what apply would do given the state and the observation."""
     notes: dict[str, list[str]] = {}
     done = {k for k, v in (state.steps.items() if state else []) if v.status == "done"}
@@ -66,6 +68,8 @@ def annotate(workflow: Workflow, run: str, state: RunState | None, observed: Obs
         notes["job"] = [line]
     if "tasks" not in done and observed.task_ids is not None:
         present = {t.lower() for t in observed.task_ids}
-        to_add = sum(1 for t in workflow.tasks if t.id.lower() not in present)
-        notes["tasks"] = [f"{to_add} to add, {len(workflow.tasks) - to_add} already in the job"]
+        skipped = cached or set()
+        to_add = sum(1 for t in workflow.tasks if t.id.lower() not in present and t.id not in skipped)
+        in_job = sum(1 for t in workflow.tasks if t.id.lower() in present)
+        notes["tasks"] = [f"{to_add} to add, {in_job} already in the job, {len(skipped)} reused from the cache"]
     return notes

@@ -26,10 +26,13 @@ from batchflow.cloud.batch import BatchService, enum_value, tail
 from batchflow.cloud.storage import BlobStore
 from batchflow.cloud.targets import Target
 from batchflow.errors import Interrupted, RunFailed
+from batchflow.local.account import batchflow_home
 from batchflow.model.spec import Workflow
 from batchflow.plan.build import STEPS as STEP_TITLES
+from batchflow.runner import naming
+from batchflow.runner.cache import CacheIndex, KeyMaker
 from batchflow.runner.identity import fingerprint, run_directory, run_name, upload_digests
-from batchflow.state import RunLock, RunState, StateStore, new_state, redact_secrets, set_step_status
+from batchflow.state import RunLock, RunState, StateStore, TaskRecord, new_state, redact_secrets, set_step_status
 from batchflow.steps import STEPS
 from batchflow.steps.context import Reporter, RunContext
 from batchflow.steps.tasks import refresh_tokens
@@ -118,6 +121,8 @@ def apply(
     assume_yes: bool = False,
     resolve_target: Any = None,
     target_name: str = "local",
+    use_cache: bool = True,
+    cache_dir: Path | None = None,
 ) -> ApplyResult:
     """Run (or resume) the workflow's run and return its result.
 
@@ -127,8 +132,12 @@ def apply(
     :raises LockHeld: another process holds the run.
     :raises RunFailed: a step failed; the state records where.
     :raises Interrupted: Ctrl-C or SIGTERM; the state is saved.
+
+    ``use_cache`` False (``--no-cache``) runs every task; so does ``cache: false``
+    in the workflow. ``cache_dir`` holds the cache index (default ``BATCHFLOW_HOME``).
     """
-    run_id, run_dir, digests, digest = open_run(workflow, state_dir, run, target.name if target else target_name)
+    target_name = target.name if target else target_name
+    run_id, run_dir, digests, digest = open_run(workflow, state_dir, run, target_name)
     with RunLock(run_dir, "apply", run=run_id) as lock:
         if lock.took_over:
             report.warn(f"took over the lock left by {lock.took_over.describe()}, which is no longer running")
@@ -150,14 +159,20 @@ def apply(
                 f"run {run_id} was made from a different definition or target; "
                 "choose another --run name, or remove that run with batchflow destroy"
             )
+        destroyed = state.resources.get("destroyed")
+        if destroyed:
+            report.note(f"run {run_id} was destroyed at {destroyed}; starting it again from the first step")
+            _start_over(state)
+            store.save(state)
         if _finished(state):
             download = workflow.download
             report.note(f"run {run_id} already finished" + (f"; outputs in {download.destination}" if download else ""))
             return _result(workflow, state, run_dir, True, already_finished=True)
         target = target or resolve_target()
         report.note(f"run {run_id} on {target.describe()}")
+        caching = use_cache and workflow.cache
         ctx = RunContext(
-            workflow=workflow,
+            workflow=naming.physical(workflow, run_id),
             run=run_id,
             blobs=BlobStore(target),
             batch=BatchService(target),
@@ -166,12 +181,62 @@ def apply(
             report=report,
             assume_yes=assume_yes,
             digests=digests,
+            cache=CacheIndex(cache_dir or batchflow_home()) if caching else None,
+            cache_keys=KeyMaker(workflow, digests, target_name).keys() if caching else {},
+            logical_containers=naming.logical_names(workflow, run_id),
         )
+        if _ended_with_failures(state):
+            _prepare_retry(ctx)
         return _run_steps(ctx, run_dir)
 
 
 def _finished(state: RunState) -> bool:
     return all(record.status == "done" for record in state.steps.values()) and bool(state.steps)
+
+
+def _ended_with_failures(state: RunState) -> bool:
+    monitor = state.steps.get("monitor")
+    return monitor is not None and monitor.status == "done" and bool(monitor.summary.get("failed"))
+
+
+def _start_over(state: RunState) -> None:
+    """Forget what a destroyed run did (its resources are gone), keeping the state's lineage."""
+    state.tasks.clear()
+    state.resources.clear()
+    for key in state.steps:
+        set_step_status(state, key, "pending")
+
+
+#: The steps a retry runs again: from adding the (failed) tasks to the end.
+RETRIED_STEPS = ("tasks", "monitor", "download", "delete_containers", "delete_job_pool")
+
+
+def _prepare_retry(ctx: RunContext) -> None:
+    """Set a run that ended with failed tasks up to run those tasks again, and only those.
+
+    The failed tasks are removed from the job (a task id can only be added once)
+    and marked as not run, so that step 5 adds them again with fresh SAS tokens;
+    the tasks that succeeded keep their records and are never added again. A job
+    that has ended cannot take tasks, so it is deleted and made anew by step 4.
+    """
+    failed = sorted(r.task_id for r in ctx.state.tasks.values() if r.state == "completed" and r.result != "success")
+    job_id = ctx.workflow.job.id
+    job = ctx.batch.get_job(job_id)
+    if job is not None and enum_value(job.state) not in ("active", "enabling"):
+        ctx.report.note(
+            f"job {job_id} has ended ({enum_value(job.state)}); deleting it so that a new one takes the retried tasks"
+        )
+        ctx.batch.delete_job(job_id)
+    elif job is not None:
+        for task_id in failed:
+            ctx.batch.delete_task(job_id, task_id)
+    ctx.store.record_tasks(TaskRecord(task_id) for task_id in failed)
+    for key in RETRIED_STEPS:
+        set_step_status(ctx.state, key, "pending")
+    ctx.store.save(ctx.state)
+    kept = sum(1 for r in ctx.state.tasks.values() if r.result == "success")
+    shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+    ctx.report.note(f"retrying {len(failed)} failed task(s) ({shown}); the {kept} that succeeded are not run again")
 
 
 def _refresh(ctx: RunContext) -> None:
@@ -186,6 +251,7 @@ def _refresh(ctx: RunContext) -> None:
     if steps["monitor"].status == "done":
         return
     redo: list[str] = []
+    # (A retry comes here too: _prepare_retry set monitoring back to pending.)
     if steps["containers"].status == "done" and not all(
         ctx.blobs.container_exists(c.name) for c in ctx.workflow.containers
     ):
@@ -199,6 +265,9 @@ def _refresh(ctx: RunContext) -> None:
     for key in redo:
         if steps[key].status == "done":
             ctx.report.warn(f"step {TITLES[key]!r} was done, but what it made is gone; doing it again")
+            if key == "tasks":
+                # The job is new: every task not yet succeeded goes into it.
+                steps[key].summary.clear()
             set_step_status(ctx.state, key, "pending")
     if steps["tasks"].status == "done":
         renewed = refresh_tokens(ctx, steps["tasks"].summary)

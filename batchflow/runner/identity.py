@@ -19,7 +19,7 @@ from batchflow.cloud.storage import file_md5
 from batchflow.model.spec import Workflow
 
 #: Top-level fields of Workflow.to_dict() that do not change what a run produces.
-IGNORED = ("description", "path", "variables", "monitor", "cleanup", "uploads")
+IGNORED = ("description", "path", "variables", "monitor", "cleanup", "uploads", "cache")
 
 
 def upload_digests(workflow: Workflow) -> dict[Path, bytes]:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from batchflow.cloud.batch import BatchService, Urls
 from batchflow.cloud.storage import BlobStore
 from batchflow.model.spec import Workflow
+from batchflow.runner.cache import CacheIndex
 from batchflow.state import RunState, StateStore
 
 #: Environment variable naming a step to pause inside (see RunContext.checkpoint).
@@ -49,7 +50,7 @@ class Progress(Protocol):
 
 @dataclass
 class RunContext:
-    """One apply of one run."""
+    """One apply of one run. ``workflow`` carries the run's physical names (see batchflow.runner.naming)."""
 
     workflow: Workflow
     run: str
@@ -61,6 +62,12 @@ class RunContext:
     assume_yes: bool = False
     #: The MD5 of each file to upload, computed once when the run was identified.
     digests: dict[Path, bytes] = field(default_factory=dict)
+    #: The machine's task cache, or None when caching is off for this apply.
+    cache: CacheIndex | None = None
+    #: Task id -> cache key, for the cacheable tasks (see batchflow.runner.cache).
+    cache_keys: dict[str, str] = field(default_factory=dict)
+    #: Physical container name -> the name the workflow declares.
+    logical_containers: dict[str, str] = field(default_factory=dict)
     _paused: set[str] = field(default_factory=set, repr=False)
 
     @property

@@ -7,6 +7,7 @@ only the transitions are appended to the state's task journal.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import timezone
 from typing import Any
@@ -15,6 +16,7 @@ from azure.batch import models
 
 from batchflow.cloud.batch import enum_value
 from batchflow.errors import RunFailed
+from batchflow.runner.cache import BlobListing, CachedBlob, Entry
 from batchflow.state import TaskRecord, redact_secrets
 from batchflow.steps.context import RunContext
 
@@ -52,11 +54,15 @@ def record_of(task: models.BatchTask) -> TaskRecord:
 def run(ctx: RunContext) -> dict[str, Any]:
     job_id = ctx.workflow.job.id
     total = len(ctx.workflow.tasks)
+    # The job may hold fewer than all tasks: cached ones, and ones that succeeded
+    # before the job was made anew, complete outside it.
+    in_job = ctx.state.steps["tasks"].summary.get("in_job", total)
+    outside = total - in_job
     timeout = ctx.workflow.monitor.timeout.total_seconds()
     interval = ctx.workflow.monitor.poll_interval.total_seconds()
     deadline = time.monotonic() + timeout
     ours = {t.id.lower() for t in ctx.workflow.tasks}
-    known_completed = sum(1 for r in ctx.state.tasks.values() if r.state == "completed")
+    known_completed = -1
     progress = ctx.report.progress("tasks", total, "task")
     next_pool_check = time.monotonic() + POOL_CHECK_SECONDS
     try:
@@ -70,9 +76,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
             if ctx.store.journal_length > total:
                 ctx.store.compact()  # keep the journal short during a long watch
             progress.update(
-                counts.completed, f"{counts.running} running, {counts.active} waiting, {counts.failed} failed"
+                outside + counts.completed,
+                f"{counts.running} running, {counts.active} waiting, {counts.failed} failed",
             )
-            if counts.completed >= total and counts.active == 0 and counts.running == 0:
+            if counts.completed >= in_job and counts.active == 0 and counts.running == 0:
                 break
             if counts.running == 0 and counts.active and time.monotonic() > next_pool_check:
                 # Nothing runs: make sure the pool is still there, or this would wait out the timeout.
@@ -85,17 +92,69 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 next_pool_check = time.monotonic() + POOL_CHECK_SECONDS
             if time.monotonic() > deadline:
                 raise RunFailed(
-                    f"the monitor timeout ({ctx.workflow.monitor.timeout}) passed with {counts.completed} of {total} "
+                    f"the monitor timeout ({ctx.workflow.monitor.timeout}) passed with {counts.completed} of {in_job} "
                     f"tasks complete ({counts.running} running, {counts.active} waiting); run the same command to keep waiting"
                 )
             time.sleep(interval)
     finally:
         progress.close()
-    if any(t.id not in ctx.state.tasks for t in ctx.workflow.tasks):
+    if any(t.id not in ctx.state.tasks or ctx.state.tasks[t.id].state != "completed" for t in ctx.workflow.tasks):
         # The counts said done before the listing showed every task: list once more.
         ctx.store.record_tasks(record_of(t) for t in ctx.batch.completed_tasks(job_id) if t.id.lower() in ours)
+    missing_outputs = check_declared_outputs(ctx)
     records = [ctx.state.tasks[t.id] for t in ctx.workflow.tasks if t.id in ctx.state.tasks]
     failed = [r for r in records if r.result != "success"]
-    summary = {"total": total, "succeeded": len(records) - len(failed), "failed": len(failed)}
-    ctx.report.note(f"{summary['succeeded']} succeeded, {summary['failed']} failed")
+    cached = sum(1 for r in records if r.cached_from)
+    summary = {"total": total, "succeeded": len(records) - len(failed), "failed": len(failed), "cached": cached}
+    if missing_outputs:
+        summary["missing_outputs"] = missing_outputs
+    note = f"{summary['succeeded']} succeeded ({cached} from the cache), {summary['failed']} failed"
+    if missing_outputs:
+        note += f", {missing_outputs} of them exited 0 without their declared outputs"
+    ctx.report.note(note)
     return summary
+
+
+def check_declared_outputs(ctx: RunContext) -> int:
+    """Fail each succeeded task whose declared outputs are missing; index the others in the cache.
+
+    Batch calls a task that exits 0 a success; a task that promised blobs and
+    wrote none did not do its job, and a run built on it would download
+    nothing and cache nothing. Returns how many tasks were failed for it.
+    """
+    listing = BlobListing(ctx.blobs.list_blobs)
+    failures, entries = [], []
+    for task in ctx.workflow.tasks:
+        record = ctx.state.tasks.get(task.id)
+        declared = task.declared_outputs
+        if record is None or record.result != "success" or not declared:
+            continue
+        found, missing = [], []
+        for output in declared:
+            blobs = listing.matching(output)
+            (found.extend(blobs) if blobs else missing.append(f"{output.container}/{output.name}"))
+        if missing:
+            message = "the task exited with 0 but did not produce its declared output(s): " + ", ".join(missing)
+            failures.append(
+                dataclasses.replace(
+                    record,
+                    result="failure",
+                    failure={"category": "usererror", "code": "DeclaredOutputMissing", "message": message},
+                )
+            )
+        elif ctx.cache is not None and task.id in ctx.cache_keys:
+            blobs = {}
+            for output in declared:
+                for blob in listing.matching(output):
+                    blobs[(output.container, blob.name)] = CachedBlob(
+                        logical=ctx.logical_containers[output.container],
+                        container=output.container,
+                        name=blob.name,
+                        size=blob.size,
+                        md5=blob.md5.hex() if blob.md5 else None,
+                    )
+            entries.append(Entry(ctx.cache_keys[task.id], ctx.run, task.id, list(blobs.values())))
+    ctx.store.record_tasks(failures)
+    if ctx.cache is not None:
+        ctx.cache.record(entries)
+    return len(failures)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from batchflow.cloud.storage import BlobInfo, UnsafeBlobName, remove_partial_downloads
+from batchflow.cloud.storage import BlobInfo, UnsafeBlobName, file_md5, remove_partial_downloads, safe_destination
 from batchflow.errors import RunFailed
 from batchflow.steps.context import RunContext
 
@@ -50,4 +50,34 @@ def run(ctx: RunContext) -> dict[str, Any]:
     ctx.report.note(f"{written} downloaded, {unchanged} already there, into {download.destination}")
     if refused:
         raise RunFailed("\n".join(refused))
+    if ctx.cache is not None:
+        _remember_local_copies(ctx)
     return {"downloaded": written, "unchanged": unchanged, "destination": str(download.destination)}
+
+
+def _remember_local_copies(ctx: RunContext) -> None:
+    """Note in the cache where this run's task outputs were downloaded, with their MD5.
+
+    When the run's containers are deleted at cleanup, a later run can still
+    reuse these outputs from the local files, once their digests match.
+    """
+    download = ctx.workflow.download
+    assert download is not None
+    entries = ctx.cache.entries_of(ctx.run) if ctx.cache else []
+    changed = []
+    for entry in entries:
+        touched = False
+        for blob in entry.blobs:
+            if blob.container != download.container or not blob.name.startswith(download.prefix):
+                continue
+            try:
+                path = safe_destination(download.destination, blob.name)
+            except UnsafeBlobName:
+                continue
+            if path.is_file():
+                blob.file, blob.file_md5 = str(path.resolve()), file_md5(path).hex()
+                touched = True
+        if touched:
+            changed.append(entry)
+    if ctx.cache is not None:
+        ctx.cache.record(changed)

@@ -55,7 +55,7 @@ def _adopt_or_refuse(existing: models.BatchPool, ctx: RunContext) -> str:
     differences = _matches(existing, ctx)
     if tags.get(WORKFLOW_METADATA) == ctx.workflow.name and not differences:
         record.update(id=pool_id, created=False, kept_from=tags.get(RUN_METADATA))
-        return f"reused (kept by run {tags.get(RUN_METADATA)})"
+        return f"reused (made by run {tags.get(RUN_METADATA)})"
     if ctx.workflow.pool.reuse and not differences:
         record.update(id=pool_id, created=False)
         return "reused (pool.reuse is true)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from batchflow.cloud.batch import BatchService
 from batchflow.steps.context import RunContext
 
 
@@ -57,8 +58,12 @@ def delete_job_and_pool(ctx: RunContext) -> dict[str, Any]:
         summary["job"] = "kept"
     ctx.save()
     pool_record = ctx.resources("pool")
+    users = [] if cleanup.pool == "keep" else pool_users(ctx.batch, pool_id, job_id)
     if not pool_record.get("created") and not pool_record.get("kept_from"):
         ctx.report.note(f"kept pool {pool_id}: this run reused it and did not create it")
+        summary["pool"] = "kept"
+    elif users:
+        ctx.report.note(f"kept pool {pool_id}: {users} still use it")
         summary["pool"] = "kept"
     elif _decide(ctx, cleanup.pool, f"pool {pool_id}"):
         ctx.batch.delete_pool(pool_id)
@@ -69,3 +74,13 @@ def delete_job_and_pool(ctx: RunContext) -> dict[str, Any]:
     ctx.save()
     ctx.report.note(f"job {job_id}: {summary['job']}; pool {pool_id}: {summary['pool']}")
     return summary
+
+
+def pool_users(batch: BatchService, pool_id: str, own_job: str) -> str:
+    """Who else runs on the pool, in words (``run topwords-0a1b2c3d4e (job …)``); empty when nobody.
+
+    Runs may share a pool, so a run's cleanup or ``destroy`` must not pull it
+    from under another run's job.
+    """
+    others = [(job, run) for job, run in batch.jobs_using_pool(pool_id) if job.lower() != own_job.lower()]
+    return ", ".join(f"run {run} (job {job})" if run else f"job {job}" for job, run in others)

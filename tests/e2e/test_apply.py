@@ -12,6 +12,7 @@ from tests.e2e.harness import (
     WORKFLOWS,
     Batchflow,
     check_topwords_outputs,
+    run_names,
     secrets_in,
     topwords_variant,
     unique_containers,
@@ -194,7 +195,8 @@ def test_ffmpeg_converts_every_file(batchflow: Batchflow, tmp_path: Path) -> Non
 
 
 def test_plan_compares_with_state_and_service(batchflow: Batchflow) -> None:
-    workflow, pool, job = topwords_variant(batchflow.cwd)
+    workflow, pool, _ = topwords_variant(batchflow.cwd)
+    first_run, job, containers = run_names(batchflow, workflow)
     before = batchflow.run("plan", str(workflow), "--output", "json")
     assert before.returncode == 0, before.stderr
     steps = {s["key"]: s["apply_would"] for s in json.loads(before.stdout)["steps"]}
@@ -208,13 +210,16 @@ def test_plan_compares_with_state_and_service(batchflow: Batchflow) -> None:
     assert after.returncode == 0, after.stderr
     assert after.stdout.count("=> done in this run already; apply skips it") == 9
 
-    # a changed input makes a new run: the plan says which blobs changed
+    # a changed input makes a new run, with containers and a job of its own; it may share the pool
     (batchflow.cwd / "topwords" / "data" / "tides.txt").write_text("a different tide\n")
+    second_run, second_job, second_containers = run_names(batchflow, workflow)
+    assert second_run != first_run and second_job != job
+    assert not set(second_containers.values()) & set(containers.values())
     changed = batchflow.run("plan", str(workflow), "--output", "json")
     steps = {s["key"]: s["apply_would"] for s in json.loads(changed.stdout)["steps"]}
-    assert steps["uploads"] == ["0 new, 1 changed, 3 unchanged (by MD5)"]
+    assert steps["uploads"] == ["4 new, 0 changed, 0 unchanged (by MD5)"]
     assert "exists and will be reused" in steps["pool"][0]
-    assert "belongs to another run" in steps["job"][0]
+    assert steps["job"] == [f"job {second_job} will be created"]
     destroyed = batchflow.run("destroy", str(workflow), "--run", _only_run(batchflow), "--yes")
     assert destroyed.returncode == 0, destroyed.stderr
     assert f"job {job}" in destroyed.stdout
@@ -248,7 +253,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(batchflow: Batchflow
     batchflow.run("destroy", str(workflow), "--yes")
 
 
-def test_a_fixed_rerun_names_the_run_that_holds_the_job(batchflow: Batchflow) -> None:
+def test_a_fixed_workflow_runs_beside_the_failed_run_it_replaces(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
     workflow, _, job = topwords_variant(batchflow.cwd)
     original = workflow.read_text()
     workflow.write_text(original.replace('python3 "$AZ_BATCH_NODE_SHARED_DIR/topwords.py"', "exit 5; true"))
@@ -256,17 +261,18 @@ def test_a_fixed_rerun_names_the_run_that_holds_the_job(batchflow: Batchflow) ->
     assert failed.returncode == 1
     destroy_hint = failed.stderr.split("Remove them with: ", 1)[1].split("\n", 1)[0]
 
-    workflow.write_text(original)  # the fix makes a new run, but the failed run still holds the job id
-    refused = batchflow.run("apply", str(workflow))
-    assert refused.returncode == 1
-    assert f"job {job} already exists" in refused.stderr
-    assert destroy_hint.replace("batchflow destroy", "") in refused.stderr
+    # The fix makes a new run with a job of its own: the failed run's job is no obstacle.
+    workflow.write_text(original)
+    fixed = batchflow.run("apply", str(workflow))
+    assert fixed.returncode == 0, fixed.stderr
+    jobs = {j.id for j in local_services.batch_client().list_jobs() if j.id.startswith(job + "-")}
+    assert len(jobs) == 2
 
     destroyed = batchflow.run(*destroy_hint.split()[1:], "--yes")
     assert destroyed.returncode == 0, destroyed.stderr
-    fixed = batchflow.run("apply", str(workflow))
-    assert fixed.returncode == 0, fixed.stderr
-    batchflow.run("destroy", str(workflow), "--yes")
+    everything = batchflow.run("destroy", str(workflow), "--all-runs", "--yes")
+    assert everything.returncode == 0, everything.stderr
+    assert not {j.id for j in local_services.batch_client().list_jobs() if j.id.startswith(job + "-")}
 
 
 def test_a_kept_pool_is_reused_by_a_new_run_with_fresh_start_task_tokens(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
@@ -285,7 +291,7 @@ def test_a_kept_pool_is_reused_by_a_new_run_with_fresh_start_task_tokens(batchfl
     time.sleep(1.1)  # SAS expiry has one-second resolution
     second = batchflow.run("apply", str(workflow), "--set", "numwords=4")
     assert second.returncode == 0, second.stderr
-    assert "reused (kept by run topwords-" in second.stderr
+    assert "reused (made by run topwords-" in second.stderr
     assert start_task_expiry() > before
     assert pool in {p.id for p in client.list_pools()}  # still kept by the second run's policy
     client.begin_delete_pool(pool, polling_interval=1).result()

@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
-from tests.e2e.harness import Batchflow, topwords_variant
+from tests.e2e.harness import Batchflow, run_names, topwords_variant
 
 
 def test_start_task_failure_is_reported_at_once(batchflow: Batchflow) -> None:
@@ -30,7 +30,8 @@ def test_start_task_failure_is_reported_at_once(batchflow: Batchflow) -> None:
 
 
 def test_ask_without_a_terminal_keeps_and_says_so(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
-    workflow, pool, job = topwords_variant(batchflow.cwd, cleanup="  containers: ask\n  job: ask\n  pool: ask\n")
+    workflow, pool, _ = topwords_variant(batchflow.cwd, cleanup="  containers: ask\n  job: ask\n  pool: ask\n")
+    _, job, _ = run_names(batchflow, workflow)
     run = batchflow.run("apply", str(workflow))
     assert run.returncode == 0, run.stderr
     assert f"kept job {job} (cleanup says ask, and there is no terminal; pass --yes to delete)" in run.stderr
@@ -41,7 +42,8 @@ def test_ask_without_a_terminal_keeps_and_says_so(batchflow: Batchflow, local_se
 
 
 def test_sas_tokens_are_least_privilege(batchflow: Batchflow, local_services) -> None:  # noqa: ANN001
-    workflow, _, job = topwords_variant(batchflow.cwd)
+    workflow, _, _ = topwords_variant(batchflow.cwd)
+    _, job, _ = run_names(batchflow, workflow)
     run = batchflow.run("apply", str(workflow))
     assert run.returncode == 0, run.stderr
     task = local_services.batch_client().get_task(job, "topNtask0")
@@ -66,7 +68,7 @@ def test_a_failure_quoting_a_sas_url_is_reported_without_it(batchflow: Batchflow
 
     workflow, _, _ = topwords_variant(batchflow.cwd)
     input_container = next(
-        line.split(": ")[1] for line in workflow.read_text().splitlines() if line.strip().startswith("- name: input")
+        physical for logical, physical in run_names(batchflow, workflow)[2].items() if logical.startswith("input")
     )
     process = batchflow.start("apply", str(workflow), BATCHFLOW_FAULT_PAUSE="job", BATCHFLOW_FAULT_PAUSE_SECONDS="3")
     assert process.stderr is not None

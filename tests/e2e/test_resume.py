@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from batchflow.plan.build import STEPS
-from tests.e2e.harness import Batchflow, check_topwords_outputs, topwords_variant
+from tests.e2e.harness import Batchflow, check_topwords_outputs, run_names, topwords_variant
 
 KEEP_ALL = "  containers: keep\n  job: keep\n  pool: keep\n"
 DELETE_ALL = "  containers: delete\n  job: delete\n  pool: delete\n"
@@ -43,6 +43,7 @@ def test_killed_inside_a_step_resumes_to_the_same_result(batchflow: Batchflow, l
     marker = batchflow.cwd / "executions.log"
     cleanup = DELETE_ALL if step.startswith("delete") else KEEP_ALL
     workflow, pool, job = topwords_variant(batchflow.cwd, cleanup=cleanup, marker=marker, sleep=0.5, extra_files=5)
+    physical_job = run_names(batchflow, workflow)[1]
 
     _kill_inside(batchflow, workflow, step)
     resumed = batchflow.run("apply", str(workflow))
@@ -56,7 +57,7 @@ def test_killed_inside_a_step_resumes_to_the_same_result(batchflow: Batchflow, l
 
     if cleanup == KEEP_ALL:
         client = local_services.batch_client()
-        tasks = list(client.list_tasks(job))
+        tasks = list(client.list_tasks(physical_job))
         assert len(tasks) == len(inputs), "duplicate or missing tasks"
         assert all(t.execution_info.retry_count == 0 and t.execution_info.exit_code == 0 for t in tasks)
         destroyed = batchflow.run("destroy", str(workflow), "--yes")
@@ -91,7 +92,8 @@ def test_queued_tasks_get_fresh_tokens_when_a_resume_comes_late(batchflow: Batch
     marker = batchflow.cwd / "executions.log"
     workflow, pool, job = topwords_variant(batchflow.cwd, marker=marker, sleep=1, extra_files=5)
     _kill_inside(batchflow, workflow, "monitor")
-    queued = {t.id for t in local_services.batch_client().list_tasks(job, filter="state eq 'active'")}
+    physical_job = run_names(batchflow, workflow)[1]
+    queued = {t.id for t in local_services.batch_client().list_tasks(physical_job, filter="state eq 'active'")}
     assert queued, "every task had started; the test needs some still queued"
 
     # as if the laptop slept past the tokens' expiry

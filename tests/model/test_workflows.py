@@ -66,7 +66,12 @@ def test_plan_json_has_the_nine_steps_with_concrete_values(project: Project) -> 
     plan = json.loads(result.out)
     assert [s["step"] for s in plan["steps"]] == list(range(1, 10))
     uploads = plan["steps"][1]["files"]
-    assert {(f["container"], f["blob"]) for f in uploads} >= {("application", "topwords.py"), ("input", "tides.txt")}
+    # The plan shows the run's physical container names; step 1 maps them to the declared ones.
+    declared = plan["steps"][0]["declared_as"]
+    assert sorted(declared.values()) == ["application", "input", "output"]
+    assert all(physical.startswith(logical + "-topwords-") for physical, logical in declared.items())
+    shown = {(declared[f["container"]], f["blob"]) for f in uploads}
+    assert shown >= {("application", "topwords.py"), ("input", "tides.txt")}
     assert all(f["size"] == os.path.getsize(f["path"]) for f in uploads)
     tasks = plan["steps"][4]
     assert tasks["count"] == 3 and "--numwords 7" in tasks["first"][0]["command_line"]
@@ -78,7 +83,7 @@ def test_plan_text_shows_each_step(project: Project) -> None:
     assert result.code == 0
     for number in range(1, 10):
         assert f"[{number}/9]" in result.out
-    assert "topNtask0: /bin/bash -c" in result.out
+    assert "topNtask0 [run]: /bin/bash -c" in result.out
 
 
 def test_templated_rerun_with_new_inputs(project: Project) -> None:
