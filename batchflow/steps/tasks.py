@@ -129,7 +129,7 @@ def reuse_cached(ctx: RunContext, candidates: list[Task]) -> tuple[int, list[Tas
             if len(reused) >= ROUND:
                 ctx.store.record_tasks(reused)
                 reused = []
-                ctx.checkpoint()
+            ctx.checkpoint()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         progress.close()

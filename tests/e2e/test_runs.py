@@ -7,14 +7,18 @@ marker file each task appends its id to.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import WORKFLOWS, Batchflow, check_topwords_outputs, run_names, topwords_variant
+from batchflow.local import account
+from tests.e2e.harness import WORKFLOWS, Batchflow, check_topwords_outputs, run_names, secrets_in, topwords_variant
 
 KEEP_ALL = "  containers: keep\n  job: keep\n  pool: keep\n"
 DELETE_ALL = "  containers: delete\n  job: delete\n  pool: delete\n"
@@ -182,6 +186,12 @@ def test_a_rerun_with_one_changed_and_one_new_input_runs_two_tasks(batchflow: Ba
     assert len(executions(marker)) == 5 + 4
     check_topwords_outputs(inputs, batchflow.cwd / "out3", 3, job, pool)
 
+    workflow.write_text(workflow.read_text() + "cache: false\n")
+    off = batchflow.run("plan", str(workflow), "--set", "output_dir=out4")
+    assert "4 task(s): 4 to run, 0 cached" in off.stdout, off.stdout
+    index = batchflow.home / "cache.sqlite"
+    assert index.is_file() and not secrets_in([index], [account.BATCH_ACCOUNT_KEY, account.STORAGE_ACCOUNT_KEY])
+
 
 def test_a_task_that_succeeds_without_its_declared_output_fails_the_run(batchflow: Batchflow) -> None:
     workflow, _, _ = topwords_variant(batchflow.cwd)
@@ -194,3 +204,36 @@ def test_a_task_that_succeeds_without_its_declared_output_fails_the_run(batchflo
     assert "did not produce its declared output(s): output-" in run.stderr
     assert "summaries/bread.json" in run.stderr and "task topNtask0 failed with exit code 0" in run.stderr
     assert batchflow.run("destroy", str(workflow), "--yes").returncode == 0
+
+
+def test_killed_while_reusing_cached_outputs_resumes_without_running_anything(
+    batchflow: Batchflow, local_services
+) -> None:  # noqa: ANN001
+    marker = batchflow.cwd / "executions.log"
+    workflow, pool, job = topwords_variant(
+        batchflow.cwd, cleanup="  containers: keep\n  job: keep\n  pool: keep\n", marker=marker
+    )
+    assert batchflow.run("apply", str(workflow)).returncode == 0
+    assert len(executions(marker)) == 3
+
+    options = ("--set", "output_dir=out2")  # a new run whose every task the cache can supply
+    _, physical_job, _ = run_names(batchflow, workflow, *options)
+    process = batchflow.start(
+        "apply", str(workflow), *options, BATCHFLOW_FAULT_PAUSE="tasks", BATCHFLOW_FAULT_PAUSE_SECONDS="120"
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "paused inside step tasks" in line:
+            break
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    resumed = batchflow.run("apply", str(workflow), *options)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "took over the lock left by apply" in resumed.stderr
+    assert len(executions(marker)) == 3, "a cached task ran"
+    inputs = sorted((batchflow.cwd / "topwords" / "data").glob("*.txt"))
+    check_topwords_outputs(inputs, batchflow.cwd / "out2", 3, job, pool)
+    assert list(local_services.batch_client().list_tasks(physical_job)) == []
+    status = batchflow.run("status", str(workflow), *options, "--output", "json")
+    assert json.loads(status.stdout)["steps"]["monitor"]["cached"] == 3
+    assert batchflow.run("destroy", str(workflow), "--all-runs", "--yes").returncode == 0
