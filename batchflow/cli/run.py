@@ -102,7 +102,8 @@ def _open_state(args: argparse.Namespace) -> tuple[Any, str, Path, Any]:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from batchflow.cloud.batch import BatchService
+    from batchflow.cli.workflow import _target_without_starting
+    from batchflow.cloud.batch import BatchService, enum_value
 
     workflow, run, run_dir, state = _open_state(args)
     if state is None:
@@ -111,18 +112,32 @@ def status_command(args: argparse.Namespace) -> int:
         return 0
     live: dict[str, Any] = {}
     job = state.resources.get("job", {})
-    if job.get("created") and not job.get("deleted") and not state.resources.get("destroyed"):
+    pool = state.resources.get("pool", {})
+    if not state.resources.get("destroyed") and (job.get("id") or pool.get("id")):
         try:
-            counts = BatchService(_resolve(args)).task_counts(job["id"])
-            live = {k: getattr(counts, k) for k in ("active", "running", "completed", "succeeded", "failed")}
+            # status only looks: it never starts the local services.
+            target = _target_without_starting(args.target)
+            if target is None:
+                live["note"] = (
+                    "the local services are not running (batchflow local up starts them), so only the state is shown"
+                )
+            else:
+                batch = BatchService(target)
+                if job.get("created") and not job.get("deleted"):
+                    counts = batch.task_counts(job["id"])
+                    live["tasks"] = {
+                        k: getattr(counts, k) for k in ("active", "running", "completed", "succeeded", "failed")
+                    }
+                if pool.get("id") and not pool.get("deleted") and batch.get_pool(pool["id"]) is not None:
+                    live["nodes"] = {n.id: enum_value(n.state) for n in batch.list_nodes(pool["id"])}
         except BatchflowError as error:
-            live = {"error": error.message}
+            live["error"] = error.message
     failures = [
         {"task": r.task_id, "exit_code": r.exit_code, "failure": r.failure}
         for r in state.tasks.values()
         if r.state == "completed" and r.result != "success"
     ]
-    views.print_status(run, run_dir, state, live, failures, args.output)
+    views.print_status(run, run_dir, state, live, failures, args.output, pool_id=pool.get("id"), file=args.file)
     return 0
 
 

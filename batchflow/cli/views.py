@@ -82,10 +82,46 @@ def print_failure(failure: dict[str, Any], args: Any) -> None:
     print(f"  see it all with: batchflow logs {shlex.quote(args.file)} {failure['task']} --stderr", file=out)
 
 
+def step_summary(key: str, summary: dict[str, Any]) -> str:
+    """A step's recorded summary in words: ``3 created, 0 already there``."""
+    get = summary.get
+    if key == "containers":
+        return f"{get('created', 0)} created, {get('existing', 0)} already there"
+    if key == "uploads":
+        return f"{get('new', 0)} new, {get('changed', 0)} changed, {get('unchanged', 0)} unchanged"
+    if key == "pool":
+        return f"pool {get('pool')} {get('how')}, {get('ready', 0)} of {get('nodes', 0)} node(s) ready"
+    if key == "job":
+        return f"job {get('job')} {get('how')}"
+    if key == "tasks":
+        return f"{get('added', 0)} added, {get('existing', 0)} already in the job, {get('cached', 0)} reused from the cache"
+    if key == "monitor":
+        text = f"{get('succeeded', 0)} succeeded ({get('cached', 0)} from the cache), {get('failed', 0)} failed"
+        return text + (f", {get('missing_outputs')} without their declared outputs" if get("missing_outputs") else "")
+    if key == "download":
+        where = f", into {get('destination')}" if get("destination") else ""
+        return f"{get('downloaded', 0)} downloaded, {get('unchanged', 0)} already there{where}"
+    if key == "delete_containers":
+        return f"deleted: {', '.join(get('deleted') or []) or 'none'}; kept: {', '.join(get('kept') or []) or 'none'}"
+    if key == "delete_job_pool":
+        return f"job {get('job', '?')}, pool {get('pool', '?')}"
+    return ", ".join(f"{k} {v}" for k, v in summary.items())
+
+
 def print_status(
-    run: str, run_dir: Any, state: Any, live: dict[str, Any], failures: list[dict[str, Any]], output: str
+    run: str,
+    run_dir: Any,
+    state: Any,
+    live: dict[str, Any],
+    failures: list[dict[str, Any]],
+    output: str,
+    *,
+    pool_id: str | None = None,
+    file: str = "FILE",
 ) -> None:
-    """A run's steps, live task counts and failures."""
+    """A run's steps, live task counts and nodes, and failures."""
+    from batchflow.plan.build import STEPS
+
     if output == "json":
         print_json(
             {
@@ -93,22 +129,32 @@ def print_status(
                 "state_dir": str(run_dir),
                 "destroyed": state.resources.get("destroyed"),
                 "steps": {k: {"status": v.status, **v.summary} for k, v in state.steps.items()},
-                "tasks": live,
+                "live": live,
                 "failures": failures,
             }
         )
         return
+    titles = dict(STEPS)
     print(f"run {run} ({run_dir})")
     destroyed = state.resources.get("destroyed")
     if destroyed:
         print(f"destroyed at {destroyed}: its job and containers are gone; apply starts the run again")
     for number, (key, record) in enumerate(state.steps.items(), start=1):
-        summary = ", ".join(f"{k} {v}" for k, v in record.summary.items() if not isinstance(v, (dict, list)))
-        print(f"[{number}/{len(state.steps)}] {key}: {record.status}" + (f" ({summary})" if summary else ""))
+        words = step_summary(key, record.summary) if record.summary and record.status == "done" else ""
+        print(
+            f"[{number}/{len(state.steps)}] {titles.get(key, key)}: {record.status}" + (f": {words}" if words else "")
+        )
+    if "note" in live:
+        print(live["note"])
     if "error" in live:
-        print(f"tasks: cannot ask the service: {live['error']}")
-    elif live:
-        print("tasks: " + ", ".join(f"{v} {k}" for k, v in live.items()))
+        print(f"cannot ask the service: {live['error']}")
+    if "tasks" in live:
+        print("tasks now: " + ", ".join(f"{v} {k}" for k, v in live["tasks"].items()))
+    if "nodes" in live:
+        nodes = ", ".join(f"{node} ({node_state})" for node, node_state in live["nodes"].items()) or "none"
+        print(f"nodes of pool {pool_id}: {nodes}")
+        if live["nodes"]:
+            print(f"  a node's start-task output: batchflow logs {file} --start-task {next(iter(live['nodes']))}")
     for failure in failures:
         info = failure.get("failure") or {}
         print(f"failed: {failure['task']} exit code {failure['exit_code']} {info.get('code') or ''}".rstrip())

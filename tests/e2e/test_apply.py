@@ -95,7 +95,13 @@ def test_failing_task_exits_1_with_its_stderr(batchflow: Batchflow) -> None:
     assert logs.returncode == 0 and "cannot parse lighthouse.txt: bad magic" in logs.stdout
     status = batchflow.run("status", str(workflow), "--output", "json")
     report = json.loads(status.stdout)
-    assert report["tasks"]["failed"] == 3 and len(report["failures"]) == 3
+    assert report["live"]["tasks"]["failed"] == 3 and len(report["failures"]) == 3
+    (node,) = report["live"]["nodes"]
+    text = batchflow.run("status", str(workflow)).stdout
+    assert "[6/9] monitor tasks: done: 0 succeeded (0 from the cache), 3 failed" in text
+    assert f"--start-task {node}" in text and "tokens_expire" not in text
+    start_task = batchflow.run("logs", str(workflow), "--start-task", node)
+    assert start_task.returncode == 0, start_task.stderr
     destroyed = batchflow.run("destroy", str(workflow), "--yes")
     assert destroyed.returncode == 0, destroyed.stderr
     assert f"job {job}" in destroyed.stdout and f"pool {pool}" in destroyed.stdout

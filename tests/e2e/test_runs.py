@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -203,6 +204,16 @@ def test_a_task_that_succeeds_without_its_declared_output_fails_the_run(batchflo
     assert run.returncode == 1, run.stderr
     assert "did not produce its declared output(s): output-" in run.stderr
     assert "summaries/bread.json" in run.stderr and "task topNtask0 failed with exit code 0" in run.stderr
+
+    # status only looks: with the local services down it shows the state and starts nothing
+    home, port = batchflow.cwd / "no-services", str(free_port())
+    quiet = batchflow.run(
+        "status", str(workflow), BATCHFLOW_HOME=str(home), BATCHFLOW_BATCH_PORT=port, BATCHFLOW_BLOB_PORT=port
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "the local services are not running (batchflow local up starts them)" in quiet.stdout
+    assert "3 failed, 3 without their declared outputs" in quiet.stdout
+    assert not (home / "run").exists()
     assert batchflow.run("destroy", str(workflow), "--yes").returncode == 0
 
 
@@ -237,3 +248,9 @@ def test_killed_while_reusing_cached_outputs_resumes_without_running_anything(
     status = batchflow.run("status", str(workflow), *options, "--output", "json")
     assert json.loads(status.stdout)["steps"]["monitor"]["cached"] == 3
     assert batchflow.run("destroy", str(workflow), "--all-runs", "--yes").returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
