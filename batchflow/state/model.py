@@ -112,6 +112,8 @@ class TaskRecord:
     failure: dict[str, Any] | None = None
     #: The run whose outputs this task reused instead of running (see batchflow.runner.cache).
     cached_from: str | None = None
+    #: How often Batch put the task back in the queue because its node went away (preemption).
+    requeue_count: int = 0
 
 
 @dataclass
@@ -221,6 +223,8 @@ def check_task_record(record: TaskRecord) -> None:
         raise ValueError(f"task {task_id!r}: exit_code must be an integer or None, not {record.exit_code!r}")
     if type(record.retry_count) is not int:
         raise ValueError(f"task {task_id!r}: retry_count must be an integer, not {record.retry_count!r}")
+    if type(record.requeue_count) is not int:
+        raise ValueError(f"task {task_id!r}: requeue_count must be an integer, not {record.requeue_count!r}")
     for name, value in (("node_id", record.node_id), ("start_time", record.start_time),
                         ("end_time", record.end_time), ("cached_from", record.cached_from)):  # fmt: skip
         if value is not None and type(value) is not str:
@@ -232,7 +236,7 @@ def check_task_record(record: TaskRecord) -> None:
 
 
 def task_to_dict(record: TaskRecord) -> dict[str, Any]:
-    """A task record as JSON fields, without its id (the caller places it); ``cached_from`` only when set."""
+    """A task record as JSON fields, without its id (the caller places it); the version 2 fields only when set."""
     fields = {
         "state": record.state,
         "exit_code": record.exit_code,
@@ -245,6 +249,8 @@ def task_to_dict(record: TaskRecord) -> dict[str, Any]:
     }
     if record.cached_from is not None:
         fields["cached_from"] = record.cached_from
+    if record.requeue_count:
+        fields["requeue_count"] = record.requeue_count
     return fields
 
 
@@ -267,6 +273,7 @@ def task_from_dict(task_id: str, data: Any) -> TaskRecord:
         get("end_time"),
         get("failure"),
         get("cached_from"),
+        get("requeue_count", 0),
     )
     try:
         check_task_record(record)
@@ -276,7 +283,18 @@ def task_from_dict(task_id: str, data: Any) -> TaskRecord:
 
 
 _TASK_FIELD_SET = frozenset(
-    ("state", "exit_code", "result", "retry_count", "node_id", "start_time", "end_time", "failure", "cached_from")
+    (
+        "state",
+        "exit_code",
+        "result",
+        "retry_count",
+        "node_id",
+        "start_time",
+        "end_time",
+        "failure",
+        "cached_from",
+        "requeue_count",
+    )
 )
 _TASK_STATE_SET = frozenset(TASK_STATES)
 _TASK_RESULT_SET = frozenset(result for result in TASK_RESULTS if result is not None)
@@ -361,7 +379,7 @@ def state_from_json(text: str) -> RunState:
 def upgrade_v1(document: dict[str, Any]) -> dict[str, Any]:
     """Bring a version 1 document to the current format.
 
-    Version 2 added the optional task field ``cached_from``; a version 1
+    Version 2 added the optional task fields ``cached_from`` and ``requeue_count``; a version 1
     document has none, so only the version changes. Each ``upgrade_vN``
     brings version N one step forward and hands it on, so that every
     readable version reaches :data:`FORMAT_VERSION`.

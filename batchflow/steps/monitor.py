@@ -48,6 +48,7 @@ def record_of(task: models.BatchTask) -> TaskRecord:
         start_time=_iso(info.start_time) if info else None,
         end_time=_iso(info.end_time) if info else None,
         failure=failure,
+        requeue_count=info.requeue_count or 0 if info else 0,
     )
 
 

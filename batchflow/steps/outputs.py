@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 from batchflow.cloud.storage import BlobInfo, UnsafeBlobName, file_md5, remove_partial_downloads, safe_destination
 from batchflow.errors import RunFailed
+from batchflow.report.summary import DOWNLOADS_FILE
 from batchflow.steps.context import RunContext
 
 WORKERS = 8
@@ -52,7 +56,21 @@ def run(ctx: RunContext) -> dict[str, Any]:
         raise RunFailed("\n".join(refused))
     if ctx.cache is not None:
         _remember_local_copies(ctx)
-    return {"downloaded": written, "unchanged": unchanged, "destination": str(download.destination)}
+    write_listing(ctx.store.directory / DOWNLOADS_FILE, [{"name": b.name, "size": b.size} for b in blobs])
+    return {
+        "downloaded": written,
+        "unchanged": unchanged,
+        "destination": str(download.destination),
+        "files": len(blobs),
+        "bytes": sum(b.size for b in blobs),
+    }
+
+
+def write_listing(path: Path, items: list[dict[str, Any]]) -> None:
+    """Write what the run downloaded (for its report), atomically: a kill leaves the old list or the new one."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _remember_local_copies(ctx: RunContext) -> None:

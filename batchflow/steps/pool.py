@@ -116,6 +116,7 @@ def _wait_for_nodes(ctx: RunContext, pool_id: str) -> dict[str, Any]:
         if steady and nodes and all(s in READY | BROKEN for s in states) and ready:
             if len(nodes) < target:
                 ctx.report.warn(f"pool {pool_id} has {len(nodes)} of the {target} nodes asked for")
+            _record_start_tasks(ctx, nodes)
             return {"nodes": len(nodes), "ready": ready}
         if steady and nodes and all(s in BROKEN for s in states):
             raise RunFailed(f"pool {pool_id}: every node is {summary}, so no task can run")
@@ -126,6 +127,20 @@ def _wait_for_nodes(ctx: RunContext, pool_id: str) -> dict[str, Any]:
                 f"pool {pool_id} was not ready within the monitor timeout ({ctx.workflow.monitor.timeout}): {summary}"
             )
         time.sleep(POLL_SECONDS)
+
+
+def _record_start_tasks(ctx: RunContext, nodes: list[models.BatchNode]) -> None:
+    """Keep when each node's start task ran, for the run report's timeline."""
+    found = {}
+    for node in nodes:
+        info = node.start_task_info
+        if info is not None and info.start_time is not None:
+            found[node.id] = {
+                "start": info.start_time.isoformat(),
+                "end": info.end_time.isoformat() if info.end_time else None,
+                "exit_code": info.exit_code,
+            }
+    ctx.resources("pool")["start_tasks"] = found
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
