@@ -29,7 +29,7 @@ exit status:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the full parser, with every command group registered."""
-    from batchflow.cli import local, run, workflow
+    from batchflow.cli import local, report, run, workflow
 
     parser = argparse.ArgumentParser(
         prog="batchflow",
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"batchflow {__version__}")
     parser.add_argument("--debug", action="store_true", help="show a Python traceback when a command fails")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (workflow, run, local):
+    for module in (workflow, run, report, local):
         module.register(subparsers)
     return parser
 

@@ -80,12 +80,16 @@ def apply_command(args: argparse.Namespace) -> int:
     elif result.succeeded and not result.already_finished:
         where = f"; outputs in {result.outputs}" if result.outputs else ""
         print(f"run {result.run} finished{where}")
-    elif not result.succeeded:
+        views.print_summary(result.summary)
+    elif result.already_finished:
+        views.print_summary(result.summary, report_only=True)
+    else:
         print(
             f"run {result.run} failed: {len(result.failures)} task(s) failed; the job and pool are kept. "
             f"Remove them with: batchflow destroy {shlex.quote(args.file)} --run {result.run}",
             file=sys.stderr,
         )
+        views.print_summary(result.summary, file=sys.stderr)
     return 0 if result.succeeded else 1
 
 

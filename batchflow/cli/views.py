@@ -158,3 +158,14 @@ def print_status(
     for failure in failures:
         info = failure.get("failure") or {}
         print(f"failed: {failure['task']} exit code {failure['exit_code']} {info.get('code') or ''}".rstrip())
+
+
+def print_summary(summary: dict[str, Any] | None, *, file: IO[str] | None = None, report_only: bool = False) -> None:
+    """The end-of-run summary (elapsed time per step, tasks, slowest tasks, outputs, report path)."""
+    from batchflow.report.summary import Summary, summary_lines
+
+    if not summary:
+        return
+    lines = summary_lines(Summary(**summary))
+    for line in lines[-1:] if report_only else lines:
+        print(f"  {line}", file=file or sys.stdout)

@@ -18,6 +18,7 @@ The contract, as in Terraform's apply and DVC's repro:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from batchflow.errors import Interrupted, RunFailed
 from batchflow.local.account import batchflow_home
 from batchflow.model.spec import Workflow
 from batchflow.plan.build import STEPS as STEP_TITLES
+from batchflow.report import build as build_report
+from batchflow.report.summary import FAILURES_FILE
 from batchflow.runner import naming
 from batchflow.runner.cache import CacheIndex, KeyMaker
 from batchflow.runner.identity import fingerprint, run_directory, run_name, upload_digests
@@ -52,6 +55,8 @@ class ApplyResult:
     failures: list[dict[str, Any]] = field(default_factory=list)
     outputs: str | None = None
     already_finished: bool = False
+    #: The end-of-run summary (see batchflow.report.summary), which names the report page.
+    summary: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +67,7 @@ class ApplyResult:
             "outputs": self.outputs,
             "steps": self.steps,
             "failures": self.failures,
+            "summary": self.summary,
         }
 
 
@@ -167,7 +173,9 @@ def apply(
         if _finished(state):
             download = workflow.download
             report.note(f"run {run_id} already finished" + (f"; outputs in {download.destination}" if download else ""))
-            return _result(workflow, state, run_dir, True, already_finished=True)
+            result = _result(workflow, state, run_dir, True, already_finished=True)
+            result.summary = _write_report(naming.physical(workflow, run_id), state, run_dir, target_name, report)
+            return result
         target = target or resolve_target()
         report.note(f"run {run_id} on {target.describe()}")
         caching = use_cache and workflow.cache
@@ -185,9 +193,27 @@ def apply(
             cache_keys=KeyMaker(workflow, digests, target_name).keys() if caching else {},
             logical_containers=naming.logical_names(workflow, run_id),
         )
-        if _ended_with_failures(state):
-            _prepare_retry(ctx)
-        return _run_steps(ctx, run_dir)
+        try:
+            if _ended_with_failures(state):
+                _prepare_retry(ctx)
+            result = _run_steps(ctx, run_dir)
+        except BaseException:
+            # Interrupted or failed: the report shows how far the run got.
+            _write_report(ctx.workflow, ctx.state, run_dir, target.describe(), report)
+            raise
+        result.summary = _write_report(ctx.workflow, ctx.state, run_dir, target.describe(), report)
+        return result
+
+
+def _write_report(
+    workflow: Workflow, state: RunState, run_dir: Path, target: str, report: Reporter
+) -> dict[str, Any] | None:
+    """Write the run's report page and return the summary; a report that cannot be written is a warning."""
+    try:
+        return build_report(workflow, state, run_dir, target).to_json()
+    except Exception as error:  # the report must never hide the run's own outcome
+        report.warn(f"could not write the run report: {error}")
+        return None
 
 
 def _finished(state: RunState) -> bool:
@@ -303,6 +329,10 @@ def _run_steps(ctx: RunContext, run_dir: Path) -> ApplyResult:
             raise Interrupted(f"interrupted during step {number}/{total} ({TITLES[key]}); the state is saved") from None
         set_step_status(ctx.state, key, "done", summary=summary)
         ctx.store.save(ctx.state)
+    failures_file = run_dir / FAILURES_FILE
     if ctx.state.steps["monitor"].summary.get("failed", 0):
-        return _result(ctx.workflow, ctx.state, run_dir, False, failures=_failure_reports(ctx))
+        failures = _failure_reports(ctx)
+        failures_file.write_text(json.dumps(failures, ensure_ascii=False, indent=1), encoding="utf-8")
+        return _result(ctx.workflow, ctx.state, run_dir, False, failures=failures)
+    failures_file.unlink(missing_ok=True)  # a retry that succeeded leaves no failures behind
     return _result(ctx.workflow, ctx.state, run_dir, True)

@@ -74,7 +74,7 @@ def destroy(run: str, run_dir: Path, target: Target, *, confirm: Any) -> Destroy
                 assert batch is not None
                 found = batch.get_job(name) if kind == "job" else batch.get_pool(name)
                 if kind == "pool" and found is not None and (users := pool_users(batch, name, job_id)):
-                    result.kept.append((kind, name, f"{users} still use it"))
+                    result.kept.append((kind, name, f"still in use by {users}"))
                     store.save(state)
                     continue
                 # A pool or job of this id that lacks our tag was made by someone else since: leave it.

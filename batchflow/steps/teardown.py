@@ -63,7 +63,7 @@ def delete_job_and_pool(ctx: RunContext) -> dict[str, Any]:
         ctx.report.note(f"kept pool {pool_id}: this run reused it and did not create it")
         summary["pool"] = "kept"
     elif users:
-        ctx.report.note(f"kept pool {pool_id}: {users} still use it")
+        ctx.report.note(f"kept pool {pool_id}: still in use by {users}")
         summary["pool"] = "kept"
     elif _decide(ctx, cleanup.pool, f"pool {pool_id}"):
         ctx.batch.delete_pool(pool_id)

@@ -253,6 +253,8 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(batchflow: Batchflow
     assert process.returncode == 130, err
     assert f"Resume with: batchflow apply {workflow}" in err
     assert "Traceback" not in err
+    (page,) = (batchflow.cwd / ".batchflow").glob("*/report.html")  # written on the way out
+    assert "monitor tasks</td><td>running" in page.read_text()
     resumed = batchflow.run("apply", str(workflow))
     assert resumed.returncode == 0, resumed.stderr
     assert "took over" not in resumed.stderr  # the interrupted apply released its lock

@@ -109,7 +109,7 @@ def test_two_runs_at_once_finish_and_destroying_one_leaves_the_other(batchflow: 
     ]
     destroyed = batchflow.run("destroy", str(workflow), *sets["a"], "--yes")
     assert destroyed.returncode == 0, destroyed.stderr
-    assert f"kept pool {pool}: run {run_b} (job {job_b}) still use it" in destroyed.stdout
+    assert f"kept pool {pool}: still in use by run {run_b} (job {job_b})" in destroyed.stdout
     assert contents() == before
     assert local_services.batch_client().get_job(job_b).id == job_b
     status = batchflow.run("status", str(workflow), *sets["a"])
