@@ -139,8 +139,10 @@ def _timeline(workflow: Workflow, state: RunState, since: Any) -> tuple[str, int
     axis_y = len(nodes) * ROW + 16
     for step in range(0, 6):
         seconds = span * step / 5
+        anchor = "end" if step == 5 else "middle"
         parts.append(
-            f'<text class="axis" x="{LABEL + seconds * scale:.1f}" y="{axis_y}" text-anchor="middle">{_e(seconds_text(seconds))}</text>'
+            f'<text class="axis" x="{LABEL + seconds * scale:.1f}" y="{axis_y}" text-anchor="{anchor}">'
+            f"{_e(seconds_text(seconds))}</text>"
         )
     parts.append("</svg>")
     if drawn == 0 and runs:
@@ -344,7 +346,7 @@ h3 {{ font-size: 14px; margin: 16px 0 6px; }}
 .cols {{ display: flex; gap: 32px; flex-wrap: wrap; }}
 table {{ border-collapse: collapse; }} th, td {{ padding: 3px 10px 3px 0; text-align: left; vertical-align: top; }}
 table.facts th {{ color: #5b6670; font-weight: normal; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
 .muted {{ color: #6b7680; }}
 svg text {{ font: 11px system-ui, sans-serif; fill: #38424c; }}
 .lane {{ stroke: #eef1f4; }}
