@@ -91,11 +91,16 @@ class TerminalReporter:
         self.current = number
         print(f"[{number}/{len(STEPS)}] {text}", file=self.stream, flush=True)
 
+    @property
+    def _indent(self) -> str:
+        # Notes belong to the step above them; before the first step there is none.
+        return "      " if self.current else ""
+
     def note(self, text: str) -> None:
-        print(f"      {text}", file=self.stream, flush=True)
+        print(f"{self._indent}{text}", file=self.stream, flush=True)
 
     def warn(self, text: str) -> None:
-        print(f"      warning: {text}", file=self.stream, flush=True)
+        print(f"{self._indent}warning: {text}", file=self.stream, flush=True)
 
     def progress(self, label: str, total: int, unit: str) -> _Bar | _Lines | _Nothing:
         if total == 0:

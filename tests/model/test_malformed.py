@@ -271,3 +271,36 @@ def test_debug_shows_a_traceback(project: Project) -> None:
     result = project.run("--debug", "validate", str(path))
     assert result.code == 2
     assert "Traceback" in result.err
+
+
+def test_alias_bomb_is_refused_at_once_naming_its_line(project: Project) -> None:
+    # Nine levels of nine-fold aliases: 387 million strings if expanded.
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{n}: &a{n} [{','.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 9)]
+    path = project.write("\n".join(lines) + "\n")
+    result = project.run("validate", str(path))
+    assert result.code == 2
+    assert f"{path}:6:" in result.err and "expand to more than 100,000 values" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_small_aliases_still_work(project: Project) -> None:
+    text = BASE.replace("dedicated: 1", "dedicated: &one 1")
+    path = project.write(text.replace("  id: job1", "  id: job1\n  constraints:\n    max_task_retries: *one"))
+    result = project.run("validate", str(path))
+    assert result.code == 0, result.err
+
+
+def test_deep_nesting_is_refused_naming_its_line(project: Project) -> None:
+    path = project.write("name: demo\ndescription: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    result = project.run("validate", str(path))
+    assert result.code == 2
+    assert f"{path}:2:" in result.err and "nest deeper than 64 levels" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_huge_file_is_refused_without_parsing(project: Project) -> None:
+    path = project.write("name: demo\ndescription: '" + "x" * (17 * 2**20) + "'\n")
+    result = project.run("validate", str(path))
+    assert result.code == 2
+    assert f"{path}: the file is larger than 16 MB" in result.err
