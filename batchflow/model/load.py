@@ -29,7 +29,7 @@ from typing import Any
 from batchflow.diagnostics import Diagnostic, sort_key
 from batchflow.durations import parse_duration
 from batchflow.errors import WorkflowError
-from batchflow.model import checks, schema, spec
+from batchflow.model import checks, schema, spec, variable_types
 from batchflow.model.templating import Renderer
 from batchflow.model.variables import Origin, collect
 from batchflow.model.yamlfile import ParsedFile, Positions, parse_text
@@ -95,17 +95,20 @@ def load_workflow(
         for name in (data.get("vars") or {} if isinstance(data.get("vars"), dict) else {})
     }
     variables = collect(
-        data.get("vars"),
+        variable_types.defaults(data.get("vars")),
         default_origins,
         [Path(p) for p in vars_files],
         os.environ if environ is None else environ,
         assignments,
     )
     diagnostics.extend(variables.diagnostics)
+    problems, renderable = variable_types.apply(data.get("vars"), variables, parsed.positions)
+    diagnostics.extend(problems)
+    if not renderable:
+        raise WorkflowError(sorted(diagnostics, key=sort_key))
 
     renderer = Renderer(dict(variables.values))
     rendered, templated = renderer.render_tree(data, (), diagnostics.error, skip=[("vars",), TEMPLATE])
-    rendered["vars"] = variables.values
     _validate(rendered, templated, parsed.positions, diagnostics, definition=None, at=())
     broken = {d.path[:1] for d in diagnostics if d.severity == "error"}
 
@@ -119,7 +122,7 @@ def load_workflow(
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:
         raise WorkflowError(sorted(diagnostics, key=sort_key))
-    workflow = _build(rendered, uploads, tasks_data, Path(path), Path(cwd or os.getcwd()))
+    workflow = _build(rendered, variables.values, uploads, tasks_data, Path(path), Path(cwd or os.getcwd()))
     warnings = sorted((d for d in diagnostics if d.severity == "warning"), key=sort_key)
     return LoadResult(workflow, warnings)
 
@@ -333,6 +336,7 @@ def _task(raw: dict[str, Any], default_container: str | None = None) -> spec.Tas
 
 def _build(
     data: dict[str, Any],
+    values: dict[str, Any],
     uploads: list[spec.UploadFile],
     tasks_data: list[dict[str, Any]],
     path: Path,
@@ -399,7 +403,7 @@ def _build(
         name=data["name"],
         description=str(data.get("description", "")).strip(),
         path=path,
-        variables=dict(data["vars"]),
+        variables=dict(values),
         containers=containers,
         uploads=tuple(uploads),
         pool=pool,

@@ -5,10 +5,11 @@
 3. environment variables ``BATCHFLOW_VAR_<NAME>``,
 4. ``--set name=value`` (later ones win).
 
-Values from the command line and the environment are read as YAML scalars,
-so ``--set numwords=5`` is the integer 5 and ``--set dry=true`` a boolean;
-only ``true``/``false`` are booleans (not YAML 1.1's ``yes``/``on``), and
-anything that is not a scalar stays the string it was.
+Values from the command line and the environment are text. A declared
+variable's text is read by its type (``variable_types``); an undeclared one's is
+read as a YAML scalar, so ``--set numwords=5`` is the integer 5 and
+``--set dry=true`` a boolean; only ``true``/``false`` are booleans (not YAML
+1.1's ``yes``/``on``), and anything that is not a scalar stays the string it was.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a variable's value was set, for warnings about unused variables."""
+    """Where a variable's value was set, for messages about it; ``text`` is the raw value typed as text."""
 
     file: str
     line: int = 0
     column: int = 0
     how: str = ""
+    text: str | None = None
 
 
 @dataclass
@@ -69,13 +71,13 @@ def parse_scalar(text: str) -> Any:
     return value
 
 
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """Split one ``--set name=value``; a malformed one is a usage error."""
+def split_assignment(text: str) -> tuple[str, str]:
+    """Split one ``--set name=value`` into the name and the raw value; a malformed one is a usage error."""
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not _NAME.match(name):
         raise UsageError(f"--set expects NAME=VALUE with a name of letters, digits and underscores, got {text!r}")
-    return name, parse_scalar(value)
+    return name, value
 
 
 def collect(
@@ -85,11 +87,13 @@ def collect(
     environ: Mapping[str, str],
     assignments: Sequence[str],
 ) -> Variables:
-    """Merge the four sources; problems in vars files become diagnostics."""
+    """Merge the four sources; problems in vars files become diagnostics.
+
+    ``default_origins`` names every declared variable, including those without a default.
+    """
     result = Variables()
-    if isinstance(defaults, dict):
-        for name, value in defaults.items():
-            result.set(name, value, default_origins.get(name, Origin("workflow")))
+    for name, value in defaults.items():
+        result.set(name, value, default_origins.get(name, Origin("workflow")))
     for path in vars_files:
         display = str(path)
         try:
@@ -115,14 +119,16 @@ def collect(
                 )
                 continue
             result.set(name, value, Origin(display, line, column, "the vars file"))
-    declared = {name.lower(): name for name in result.values}
+    known = [*default_origins, *result.values]
+    declared = {name.lower(): name for name in known}
     for key in sorted(environ):
         if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
             raw = key[len(ENV_PREFIX) :]
             # BATCHFLOW_VAR_NUMWORDS sets the declared variable numwords.
-            name = raw if raw in result.values else declared.get(raw.lower(), raw)
-            result.set(name, parse_scalar(environ[key]), Origin("environment", how=f"environment variable {key}"))
-    for text in assignments:
-        name, value = parse_assignment(text)
-        result.set(name, value, Origin("command line", how=f"--set {name}"))
+            name = raw if raw in known else declared.get(raw.lower(), raw)
+            text = environ[key]
+            result.set(name, parse_scalar(text), Origin("environment", how=f"environment variable {key}", text=text))
+    for assignment in assignments:
+        name, text = split_assignment(assignment)
+        result.set(name, parse_scalar(text), Origin("command line", how=f"--set {name}", text=text))
     return result
