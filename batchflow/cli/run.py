@@ -152,15 +152,19 @@ def logs_command(args: argparse.Namespace) -> int:
     batch = BatchService(_resolve(args))
     name = "stderr.txt" if args.stderr else "stdout.txt"
     if args.start_task:
-        data = batch.node_file(workflow.pool.id, args.start_task, f"startup/{name}")
-        what = f"startup/{name} on node {args.start_task} of pool {workflow.pool.id}"
+        path = f"startup/{name}"
+        data = batch.node_file(workflow.pool.id, args.start_task, path)
+        if data is None:
+            raise RunFailed(batch.why_no_node_file(workflow.pool.id, args.start_task, path))
     else:
         if not args.task:
             raise UsageError("logs needs a TASK id, or --start-task NODE")
         data = batch.task_file(workflow.job.id, args.task, name)
-        what = f"{name} of task {args.task} in job {workflow.job.id}"
-    if data is None:
-        raise RunFailed(f"no {what}")
+        if data is None:
+            raise RunFailed(batch.why_no_task_file(workflow.job.id, args.task, name))
+    if not data:
+        print(f"({name} is empty)", file=sys.stderr)
+        return 0
     sys.stdout.write(data.decode("utf-8", errors="replace"))
     return 0
 

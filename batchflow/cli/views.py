@@ -20,8 +20,18 @@ def print_json(data: Any, file: IO[str] | None = None) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False), file=file or sys.stdout)
 
 
-def print_diagnostics(diagnostics: list[Diagnostic], output: str = "text", file: IO[str] | None = None) -> None:
-    """Print every diagnostic, one line each (or one JSON document)."""
+def print_diagnostics(
+    diagnostics: list[Diagnostic],
+    output: str = "text",
+    file: IO[str] | None = None,
+    *,
+    nothing_created: bool = False,
+) -> None:
+    """Print every diagnostic, one line each (or one JSON document).
+
+    ``nothing_created``: the command would have created something (``apply``), so
+    say that it did not.
+    """
     out = file or sys.stderr
     if output == "json":
         errors = [d.to_json() for d in diagnostics if d.severity == "error"]
@@ -32,7 +42,7 @@ def print_diagnostics(diagnostics: list[Diagnostic], output: str = "text", file:
         print(diagnostic.format(), file=out)
     count = sum(1 for d in diagnostics if d.severity == "error")
     if count:
-        print(f"batchflow: {count} error(s); nothing was created", file=out)
+        print(f"batchflow: {count} error(s){'; nothing was created' if nothing_created else ''}", file=out)
 
 
 def print_plan(

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from azure.batch import models
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from batchflow.cloud.errors import describe, service_errors
+from batchflow.cloud.errors import describe, error_code, service_errors
 from batchflow.cloud.targets import Target
 from batchflow.errors import RunFailed
 from batchflow.model import spec
@@ -328,6 +328,33 @@ class BatchService:
                 return b"".join(self.client.download_node_file(pool_id, node_id, path))
             except ResourceNotFoundError:
                 return None
+
+    # A file download that is refused carries no error code (the SDK streams the
+    # body and never reads it), so these ask the service what is really missing.
+
+    def why_no_task_file(self, job_id: str, task_id: str, path: str) -> str:
+        """Why ``task_file`` found nothing: the job is gone, the task does not exist, or the file is missing."""
+        with service_errors(f"looking up task {task_id}"):
+            try:
+                task = self.client.get_task(job_id, task_id, select=["id", "state"])
+            except ResourceNotFoundError as error:
+                if error_code(error) == "JobNotFound":
+                    return f"job {job_id} does not exist (deleted by cleanup or destroy); its tasks' files went with it"
+                return f"job {job_id} has no task {task_id}; `batchflow status` lists the run's failed tasks"
+        if task.state in ("active", "preparing"):
+            return f"task {task_id} has not started yet, so it has no {path}"
+        return f"task {task_id} has no {path} (its node may have been removed)"
+
+    def why_no_node_file(self, pool_id: str, node_id: str, path: str) -> str:
+        """Why ``node_file`` found nothing: the pool or the node is gone, or the file is missing."""
+        with service_errors(f"looking up node {node_id}"):
+            try:
+                self.client.get_node(pool_id, node_id, select=["id"])
+            except ResourceNotFoundError as error:
+                if error_code(error) == "PoolNotFound":
+                    return f"pool {pool_id} does not exist (deleted by cleanup or destroy)"
+                return f"pool {pool_id} has no node {node_id}; `batchflow status` lists the pool's nodes"
+        return f"node {node_id} has no {path} (it has no start task, or it has not run yet)"
 
 
 def tail(data: bytes, lines: int) -> str:

@@ -28,7 +28,8 @@ class Reporter(Protocol):
 def run(data: dict[str, Any], uploads: list[UploadFile], tasks: list[dict[str, Any]], report: Reporter) -> None:
     """Run every check on the rendered workflow ``data`` and the rendered ``tasks``."""
     declared = _declared_containers(data, report)
-    _container_references(data, tasks, declared, report)
+    if _containers_readable(data):
+        _container_references(data, tasks, declared, report)
     _upload_targets(uploads, data, report)
     _files_in_has_uploads(data, uploads, declared, report)
     _task_ids(tasks, report)
@@ -70,6 +71,19 @@ def _declared_containers(data: dict[str, Any], report: Reporter) -> list[str]:
             report.error(("containers", index, "name"), f"container {name!r} is declared twice")
         names.append(name)
     return names
+
+
+def _containers_readable(data: dict[str, Any]) -> bool:
+    """Whether the declared containers are known; if not, references to them prove nothing.
+
+    A misspelt ``containers:`` key, or a section the schema refused, would
+    otherwise make every reference an error that only repeats the real one.
+    """
+    if "containers" not in data:
+        misspelt = [k for k in data if isinstance(k, str) and difflib.get_close_matches(k, ["containers"], cutoff=0.75)]
+        return not misspelt
+    containers = data["containers"]
+    return isinstance(containers, list) and all(isinstance(_as_dict(c).get("name"), str) for c in containers)
 
 
 def _references(data: dict[str, Any], tasks: list[dict[str, Any]]) -> Iterable[tuple[Path, Any]]:
@@ -248,7 +262,9 @@ def unused_variables(origins: Mapping[str, Origin], used: set[str], report: Any)
         if name in used:
             continue
         origin = origins[name]
-        close = difflib.get_close_matches(name, sorted(used), n=1)
+        # BATCHFLOW_VAR_NUMWORD names numword in any case; compare without case.
+        by_lower = {u.lower(): u for u in sorted(used)}
+        close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=1)]
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         how = f" by {origin.how}" if origin.how and origin.how != "vars" else ""
         path: Path = ("vars", name) if origin.how == "vars" else ()

@@ -28,7 +28,7 @@ from typing import Any
 
 from batchflow.diagnostics import Diagnostic, sort_key
 from batchflow.durations import parse_duration
-from batchflow.errors import WorkflowError
+from batchflow.errors import UsageError, WorkflowError
 from batchflow.model import checks, schema, spec, variable_types
 from batchflow.model.templating import Renderer
 from batchflow.model.variables import Origin, collect
@@ -117,9 +117,10 @@ def load_workflow(
     tasks_data = _render_tasks(rendered, uploads, renderer, parsed.positions, diagnostics)
 
     checks.run(rendered, uploads, tasks_data, diagnostics)
-    checks.unused_variables(variables.origins, renderer.used, diagnostics)
-
     errors = [d for d in diagnostics if d.severity == "error"]
+    if not errors:
+        # After an error, rendering may have stopped before a variable's use.
+        checks.unused_variables(variables.origins, renderer.used, diagnostics)
     if errors:
         raise WorkflowError(sorted(diagnostics, key=sort_key))
     workflow = _build(rendered, variables.values, uploads, tasks_data, Path(path), Path(cwd or os.getcwd()))
@@ -131,7 +132,7 @@ def _read(path: Path, display: str) -> ParsedFile:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return ParsedFile(None, Positions(display), [Diagnostic("error", "no such file", display)])
+        raise UsageError(f"no such file: {display}") from None
     except OSError as exc:
         return ParsedFile(None, Positions(display), [Diagnostic("error", f"cannot read: {exc.strerror}", display)])
     try:

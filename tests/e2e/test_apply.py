@@ -102,9 +102,21 @@ def test_failing_task_exits_1_with_its_stderr(batchflow: Batchflow) -> None:
     assert f"--start-task {node}" in text and "tokens_expire" not in text
     start_task = batchflow.run("logs", str(workflow), "--start-task", node)
     assert start_task.returncode == 0, start_task.stderr
+    empty = batchflow.run("logs", str(workflow), "topNtask1")
+    assert empty.returncode == 0 and empty.stdout == "" and "(stdout.txt is empty)" in empty.stderr
+    # What is missing is named, without the SDK's own log lines.
+    missing_task = batchflow.run("logs", str(workflow), "topNtask9")
+    assert missing_task.returncode == 1
+    assert "has no task topNtask9" in missing_task.stderr, missing_task.stderr
+    missing_node = batchflow.run("logs", str(workflow), "--start-task", "tvm-nowhere")
+    assert missing_node.returncode == 1 and "has no node tvm-nowhere" in missing_node.stderr, missing_node.stderr
     destroyed = batchflow.run("destroy", str(workflow), "--yes")
     assert destroyed.returncode == 0, destroyed.stderr
     assert f"job {job}" in destroyed.stdout and f"pool {pool}" in destroyed.stdout
+    gone = batchflow.run("logs", str(workflow), "topNtask1", "--stderr")
+    assert gone.returncode == 1 and "does not exist (deleted by cleanup or destroy)" in gone.stderr, gone.stderr
+    for run in (missing_task, missing_node, gone):
+        assert "deserialization" not in run.stderr and "Traceback" not in run.stderr
 
 
 def test_a_second_apply_on_the_same_run_is_refused(batchflow: Batchflow) -> None:

@@ -223,7 +223,8 @@ def test_every_problem_is_reported_at_once_in_file_order(project: Project) -> No
     assert result.code == 2
     lines = [line for line in result.err.splitlines() if line.startswith(str(path))]
     assert [line.split(":")[1] for line in lines] == ["7", "10", "30"]
-    assert "3 error(s); nothing was created" in result.err
+    # validate never creates anything, so it does not say so
+    assert result.err.endswith("batchflow: 3 error(s)\n")
 
 
 def test_json_output_lists_errors_for_scripts(project: Project) -> None:
@@ -240,7 +241,7 @@ def test_json_output_lists_errors_for_scripts(project: Project) -> None:
 def test_missing_workflow_file(project: Project) -> None:
     result = project.run("validate", "nowhere.yaml")
     assert result.code == 2
-    assert result.err.startswith("nowhere.yaml:1:1: no such file")
+    assert result.err == "batchflow: error: no such file: nowhere.yaml\n"
 
 
 def test_not_utf8_file_names_its_line(project: Project) -> None:
@@ -304,3 +305,68 @@ def test_huge_file_is_refused_without_parsing(project: Project) -> None:
     result = project.run("validate", str(path))
     assert result.code == 2
     assert f"{path}: the file is larger than 16 MB" in result.err
+
+
+# --- one problem, one message
+
+
+def test_a_misspelt_containers_key_is_the_only_error(project: Project) -> None:
+    path = project.write(BASE.replace("containers:", "contaners:"))
+    result = project.run("validate", str(path))
+    assert result.code == 2
+    errors = [line for line in result.err.splitlines() if line.startswith(str(path))]
+    assert errors == [f"{path}:2:1: contaners: unknown key 'contaners'; did you mean 'containers'? (at /contaners)"]
+
+
+def test_a_container_really_not_declared_is_still_reported(project: Project) -> None:
+    path = project.write(edit(BASE, {6: "  - container: inbox"}))
+    result = project.run("validate", str(path))
+    assert result.code == 2
+    assert f"{path}:6:16: uploads[0].container: container 'inbox' is not declared" in result.err
+
+
+def test_no_unused_variable_warning_when_an_error_stopped_rendering(project: Project) -> None:
+    # A broken for_each stops the task template from being rendered, and so from using numwords.
+    text = edit(BASE, {22: "    files_in: [input]", 25: "    command: echo {{ numwords }}"})
+    path = project.write("vars:\n  numwords: 3\n" + text)
+    result = project.run("validate", str(path))
+    assert result.code == 2
+    assert f"{path}:24:15: tasks.for_each.files_in: expected a string" in result.err
+    assert "no template uses it" not in result.err
+
+
+def test_environment_variable_typo_gets_a_suggestion(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = project.write("vars:\n  numwords: 3\n" + edit(BASE, {25: "    command: echo {{ numwords }}"}))
+    monkeypatch.setenv("BATCHFLOW_VAR_NUMWORD", "4")
+    result = project.run("validate", str(path))
+    assert result.code == 0
+    assert "BATCHFLOW_VAR_NUMWORD but no template uses it (did you mean 'numwords'?)" in result.err
+
+
+def test_debug_works_after_the_command(project: Project) -> None:
+    path = project.write(edit(BASE, {10: "  vm_size: 3"}))
+    result = project.run("validate", str(path), "--debug")
+    assert result.code == 2 and "Traceback" in result.err
+
+
+def test_a_misspelt_option_gets_a_suggestion_and_the_command_usage(project: Project) -> None:
+    path = project.write(BASE)
+    with pytest.raises(SystemExit) as exit:
+        project.run("apply", str(path), "--yse")
+    assert exit.value.code == 2
+    err = project.capsys.readouterr().err
+    assert "usage: batchflow apply" in err
+    assert "batchflow apply: error: unrecognized argument: --yse; did you mean --yes?" in err
+
+
+def test_notes_before_the_first_step_are_not_indented() -> None:
+    import io
+
+    from batchflow.cli.progress import TerminalReporter
+
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream=stream)
+    reporter.note("run demo-1 on local")
+    reporter.step(1, "create containers")
+    reporter.note("created input")
+    assert stream.getvalue().splitlines() == ["run demo-1 on local", "[1/9] create containers", "      created input"]
