@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -113,7 +114,7 @@ def load_workflow(
     broken = {d.path[:1] for d in diagnostics if d.severity == "error"}
 
     base_dir = Path(path).resolve().parent
-    uploads = _expand_uploads(rendered, base_dir, diagnostics) if ("uploads",) not in broken else []
+    uploads = _expand_uploads(rendered, data, base_dir, diagnostics) if ("uploads",) not in broken else []
     tasks_data = _render_tasks(rendered, uploads, renderer, parsed.positions, diagnostics)
 
     checks.run(rendered, uploads, tasks_data, diagnostics)
@@ -189,8 +190,22 @@ def _lookup(data: Any, path: Path_) -> Any:
     return data
 
 
-def _expand_uploads(data: dict[str, Any], base_dir: Path, diagnostics: _Diagnostics) -> list[spec.UploadFile]:
-    """Turn each upload's paths and globs into files, in a stable order, with their blob names."""
+def _other_files_hint(raw: Any, pattern: str) -> str:
+    """What to do when the files are not there: name the variable that sets them, if one does."""
+    match = re.fullmatch(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", raw.strip()) if isinstance(raw, str) else None
+    example = "/path/to/" + (Path(pattern).name if glob.has_magic(Path(pattern).name) else "*")
+    if match:
+        return f"create the files, or point at others with --set {match.group(1)}='{example}'"
+    return "create the files, or correct the path (relative paths start at the workflow file's folder)"
+
+
+def _expand_uploads(
+    data: dict[str, Any], raw: dict[str, Any], base_dir: Path, diagnostics: _Diagnostics
+) -> list[spec.UploadFile]:
+    """Turn each upload's paths and globs into files, in a stable order, with their blob names.
+
+    ``raw`` is the workflow before rendering, so a hint can name the variable behind a path.
+    """
     files: list[spec.UploadFile] = []
     for index, upload in enumerate(data.get("uploads") or []):
         patterns = upload["files"] if isinstance(upload["files"], list) else [upload["files"]]
@@ -203,15 +218,14 @@ def _expand_uploads(data: dict[str, Any], base_dir: Path, diagnostics: _Diagnost
                 matches = sorted(Path(m) for m in glob.glob(str(full), recursive=True))
                 found = [m for m in matches if m.is_file()]
                 if not found:
-                    diagnostics.error(
-                        where, f"{pattern!r} matches no file (looked in {full.parent}); check the glob or --set it"
-                    )
+                    hint = _other_files_hint(_lookup(raw, where), pattern)
+                    diagnostics.error(where, f"{pattern!r} matches no file (looked in {full.parent}); {hint}")
                     continue
             elif full.is_dir():
                 diagnostics.error(where, f"{pattern!r} is a folder; use a glob such as '{pattern.rstrip('/')}/*'")
                 continue
             elif not full.is_file():
-                diagnostics.error(where, f"no such file: {full}")
+                diagnostics.error(where, f"no such file: {full}; {_other_files_hint(_lookup(raw, where), pattern)}")
                 continue
             else:
                 found = [full]

@@ -188,7 +188,15 @@ def parse_text(text: str, file: str) -> ParsedFile:
         return ParsedFile(
             None,
             Positions(file),
-            [Diagnostic("error", f"the file is larger than {MAX_BYTES // 2**20} MB; a workflow file is never this large", file, 0, 0)],
+            [
+                Diagnostic(
+                    "error",
+                    f"the file is larger than {MAX_BYTES // 2**20} MB; a workflow file is never this large",
+                    file,
+                    0,
+                    0,
+                )
+            ],
         )
     loader = _Loader(text)
     builder = _Builder(file, loader)

@@ -134,8 +134,7 @@ def test_a_list_for_an_integer_is_refused_at_validate_naming_the_source_and_decl
     result = project.run("validate", str(path), "--set", "nodes=[1, 2]")
     assert result.code == 2
     assert (
-        f"{path}:3:3: vars.nodes: --set nodes='[1, 2]': expected an integer (the type of its default, 1)"
-        in result.err
+        f"{path}:3:3: vars.nodes: --set nodes='[1, 2]': expected an integer (the type of its default, 1)" in result.err
     ), result.err
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +20,32 @@ WORKFLOWS = REPO / "workflows"
 
 
 @pytest.fixture(scope="module")
-def ffmpeg_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("mp4")
-    subprocess.run(
-        [sys.executable, str(WORKFLOWS / "ffmpeg" / "make_samples.py"), "--dest", str(dest)],
-        check=True,
-        capture_output=True,
-    )
-    return dest
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workflows folder as a fresh clone has it: only the files git tracks, nothing made locally."""
+    listed = subprocess.run(["git", "ls-files", "-z", "workflows"], cwd=REPO, capture_output=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    root = tmp_path_factory.mktemp("clone")
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    return root / "workflows"
+
+
+@pytest.mark.parametrize("name", ["topwords.yaml", "ffmpeg.yaml"])
+def test_shipped_workflows_validate_and_plan_on_a_fresh_clone(project: Project, shipped: Path, name: str) -> None:
+    for command in (["validate"], ["plan", "--offline"]):
+        result = project.run(*command, str(shipped / name))
+        assert result.code == 0, (command, result.err)
+        assert "warning" not in result.err
+
+
+def test_a_glob_that_matches_nothing_says_what_to_do(project: Project, shipped: Path) -> None:
+    result = project.run("validate", str(shipped / "ffmpeg.yaml"), "--set", "input_files=nothing/*.mp4")
+    assert result.code == 2
+    assert "'nothing/*.mp4' matches no file" in result.err
+    assert "create the files, or point at others with --set input_files='/path/to/*.mp4'" in result.err
 
 
 def test_topwords_validates_and_follows_the_tutorial() -> None:
@@ -47,10 +66,8 @@ def test_topwords_validates_and_follows_the_tutorial() -> None:
     assert workflow.variables == {"input_files": "topwords/data/*.txt", "numwords": 3, "output_dir": "output/topwords"}
 
 
-def test_ffmpeg_validates_and_follows_the_tutorial(ffmpeg_inputs: Path) -> None:
-    workflow = load_workflow(
-        WORKFLOWS / "ffmpeg.yaml", assignments=[f"input_files={ffmpeg_inputs}/*.mp4"], environ={}
-    ).workflow
+def test_ffmpeg_validates_and_follows_the_tutorial(shipped: Path) -> None:
+    workflow = load_workflow(shipped / "ffmpeg.yaml", environ={}).workflow
     assert [t.id for t in workflow.tasks] == ["Task0", "Task1", "Task2"]
     assert workflow.pool.low_priority_nodes > 0 and workflow.pool.dedicated_nodes == 0
     assert workflow.pool.start_task and workflow.pool.start_task.elevation == "admin"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Make the ffmpeg workflow's sample MP4 files: a few seconds of test pattern and tone each.
+"""Make sample MP4 files for the ffmpeg workflow: a few seconds of test pattern and tone each.
 
-Media files are not committed; this script makes small, license-clean ones
-with the local ffmpeg. Names include spaces on purpose, because task
-commands must quote them.
+The three in ``workflows/ffmpeg/input`` were made with this script, so the
+workflow runs on a fresh clone; it makes more (up to five) or remakes them,
+small and license-clean, with the local ffmpeg. Names include spaces on
+purpose, because task commands must quote them.
 
     python3 workflows/ffmpeg/make_samples.py [--dest DIR] [--count N]
 """
@@ -32,7 +33,7 @@ def make_sample(path: Path, seconds: int, tone_hz: int) -> None:
             "-f",
             "lavfi",
             "-i",
-            f"testsrc=size=320x240:rate=15:duration={seconds}",
+            f"testsrc=size=160x120:rate=10:duration={seconds}",
             "-f",
             "lavfi",
             "-i",
@@ -45,6 +46,10 @@ def make_sample(path: Path, seconds: int, tone_hz: int) -> None:
             "ultrafast",
             "-c:a",
             "aac",
+            "-ac",
+            "1",
+            "-b:a",
+            "24k",
             "-shortest",
             str(path),
         ],
