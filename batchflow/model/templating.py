@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.sandbox
 from jinja2.sandbox import SandboxedEnvironment
 
 Path = tuple
@@ -33,9 +34,44 @@ def shell_quote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+#: The largest string or list a ``*`` may make, and the largest number (in bits) a ``**`` may make.
+MAX_REPEATED_LENGTH = 1_000_000
+MAX_POWER_BITS = 4096
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, with ``*`` and ``**`` bounded: ``{{ 'x' * 10**12 }}`` would otherwise take all memory.
+
+    Jinja2's sandbox already bounds ``range``; these are the other two ways a
+    short template makes a huge value.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _is_int(left) and _is_int(right) and right > 0:
+            if max(left.bit_length(), 1) * right > MAX_POWER_BITS:
+                raise jinja2.sandbox.SecurityError(f"{left} ** {right} is too large a number")
+        if operator == "*":
+            for sized, count in ((left, right), (right, left)):
+                if (
+                    isinstance(sized, (str, list, tuple))
+                    and _is_int(count)
+                    and len(sized) * count > MAX_REPEATED_LENGTH
+                ):
+                    raise jinja2.sandbox.SecurityError(
+                        f"repeating a value {count} times makes more than {MAX_REPEATED_LENGTH:,} items"
+                    )
+        return super().call_binop(context, operator, left, right)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def make_environment() -> SandboxedEnvironment:
     """The sandboxed Jinja2 environment every workflow template is rendered with."""
-    env = SandboxedEnvironment(
+    env = _BoundedSandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

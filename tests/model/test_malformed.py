@@ -370,3 +370,21 @@ def test_notes_before_the_first_step_are_not_indented() -> None:
     reporter.step(1, "create containers")
     reporter.note("created input")
     assert stream.getvalue().splitlines() == ["run demo-1 on local", "[1/9] create containers", "      created input"]
+
+
+@pytest.mark.parametrize(
+    "expression, says",
+    [("'x' * 10**12", "repeating a value 1000000000000 times"), ("2**10000000", "2 ** 10000000 is too large")],
+)
+def test_a_template_that_would_make_a_huge_value_is_refused(project: Project, expression: str, says: str) -> None:
+    path = project.write(edit(BASE, {25: f"    command: echo {{{{ {expression} }}}}"}))
+    result = project.run("validate", str(path))
+    assert result.code == 2
+    assert f"{path}:25:14: tasks.template.command: template refused by the sandbox: {says}" in result.err
+
+
+def test_small_repetition_and_powers_still_render(project: Project) -> None:
+    from batchflow.model.load import load_workflow
+
+    path = project.write(edit(BASE, {25: "    command: echo {{ 'ab' * 3 }} {{ 2**10 }} {{ [0] * 2 }}"}))
+    assert load_workflow(path, environ={}).workflow.tasks[0].command == "echo ababab 1024 [0, 0]"
