@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -58,7 +59,14 @@ class Batchflow:
             stderr=subprocess.PIPE,
             text=True,
             stdin=subprocess.DEVNULL,
+            # Tests send Ctrl-C; a shell that started pytest in the background ignores
+            # SIGINT for its children, and Python keeps an ignored SIGINT ignored.
+            preexec_fn=_default_sigint,
         )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def unique_containers(text: str, suffix: str) -> str:
