@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from azure.batch import models
@@ -183,6 +183,7 @@ class BatchService:
 
     def __init__(self, target: Target) -> None:
         self.client = target.batch_client()
+        self.is_local = target.kind == "local"
 
     # ----------------------------------------------------------------- pools
 
@@ -282,10 +283,11 @@ class BatchService:
                 pass
 
     def add_tasks(self, job_id: str, tasks: Sequence[models.BatchTaskCreateOptions]) -> None:
-        """Add tasks; the SDK sends 100 per request and counts an existing task as added."""
+        """Add tasks; the SDK sends 100 per request, ``ADD_CONCURRENCY`` requests at a time,
+        and counts an existing task as added."""
         try:
             with service_errors(f"adding tasks to job {job_id}"):
-                self.client.create_tasks(job_id, list(tasks))
+                self.client.create_tasks(job_id, list(tasks), max_concurrency=ADD_CONCURRENCY)
         except RunFailed as failure:
             error = failure.__cause__
             if not isinstance(error, models.CreateTasksError):
@@ -308,11 +310,15 @@ class BatchService:
         with service_errors(f"reading the task counts of job {job_id}"):
             return self.client.get_job_task_counts(job_id).task_counts
 
-    def completed_tasks(self, job_id: str) -> Iterator[models.BatchTask]:
-        """Every completed task with what the run records of it."""
+    def completed_tasks(self, job_id: str, since: datetime | None = None) -> Iterator[models.BatchTask]:
+        """The completed tasks, with what the run records of them; with ``since``, only those
+        whose state changed at or after that time (the service's clock)."""
+        query = "state eq 'completed'"
+        if since is not None:
+            query += f" and stateTransitionTime ge datetime'{odata_time(since)}'"
         with service_errors(f"listing the completed tasks of job {job_id}"):
             yield from self.client.list_tasks(
-                job_id, filter="state eq 'completed'", select=["id", "state", "executionInfo", "nodeInfo"]
+                job_id, filter=query, select=["id", "state", "stateTransitionTime", "executionInfo", "nodeInfo"]
             )
 
     def task_file(self, job_id: str, task_id: str, path: str) -> bytes | None:
@@ -355,6 +361,16 @@ class BatchService:
                     return f"pool {pool_id} does not exist (deleted by cleanup or destroy)"
                 return f"pool {pool_id} has no node {node_id}; `batchflow status` lists the pool's nodes"
         return f"node {node_id} has no {path} (it has no start task, or it has not run yet)"
+
+
+#: Add-collection requests in flight at once: the service takes each in about the time the
+#: client needs to build the next, so a few in parallel keep both busy.
+ADD_CONCURRENCY = 4
+
+
+def odata_time(moment: datetime) -> str:
+    """``moment`` as an OData datetime literal's text: UTC, with microseconds, ``Z``."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def tail(data: bytes, lines: int) -> str:

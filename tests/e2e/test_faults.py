@@ -51,3 +51,17 @@ def test_apply_survives_transient_errors_and_preemption(faulty_home, tmp_path: P
     assert set(executions) == {f"topNtask{i}" for i in range(len(inputs))}
     # preempted tasks run again (that is what preemption means); the seed makes it happen here
     assert len(executions) > len(inputs), "no preemption happened; the fault settings did not take effect"
+
+
+def test_incremental_listing_misses_nothing_through_errors_and_preemption(faulty_home, tmp_path: Path) -> None:  # noqa: ANN001
+    from tests.e2e.test_monitor import check_every_task_recorded_once, sweep
+
+    home, endpoints = faulty_home
+    batch_port = int(endpoints.batch_endpoint.rsplit(":", 1)[1])
+    blob_port = int(endpoints.blob_endpoint.split(":")[2].split("/")[0])
+    batchflow = Batchflow(tmp_path, home, batch_port, blob_port)
+    # low-priority nodes, so that preemption applies and tasks go back to the queue mid-run
+    workflow, marker = sweep(tmp_path, 40, nodes="dedicated: 0, low_priority: 2")
+    run = batchflow.run("apply", str(workflow), timeout=300)
+    assert run.returncode == 0, run.stderr
+    check_every_task_recorded_once(tmp_path, marker, 40)

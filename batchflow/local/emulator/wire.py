@@ -132,9 +132,27 @@ def lenient_keys(body: Any, known: list[str]) -> Any:
 # --- $filter -----------------------------------------------------------------
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?)|(?P<punct>[(),])"
-    r"|(?P<word>[A-Za-z_][A-Za-z0-9_/.]*))"
+    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<datetime>(?i:datetime)'[^']*')|(?P<number>-?\d+(?:\.\d+)?)"
+    r"|(?P<punct>[(),])|(?P<word>[A-Za-z_][A-Za-z0-9_/.]*))"
 )
+
+
+def _parse_time(text: str) -> datetime:
+    """An RFC 3339 time as the service writes it (up to seven fractional digits, ``Z``)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _as_literal_type(value: Any, literal: Any) -> Any:
+    """A resource's value made comparable with a ``datetime'...'`` literal (times are stored as text)."""
+    if isinstance(literal, datetime) and isinstance(value, str):
+        try:
+            return _parse_time(value)
+        except ValueError:
+            return None
+    return value
+
+
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
@@ -159,6 +177,8 @@ def _tokenize(text: str) -> list[tuple[str, Any]]:
         raw = match.group(kind)
         if kind == "string":
             tokens.append(("literal", raw[1:-1].replace("''", "'")))
+        elif kind == "datetime":
+            tokens.append(("literal", _parse_time(raw[len("datetime'") : -1])))
         elif kind == "number":
             tokens.append(("literal", float(raw) if "." in raw else int(raw)))
         elif kind == "punct":
@@ -251,7 +271,7 @@ class _FilterParser:
             raise ValueError(f"unknown operator {operator!r} in the filter")
         literal = self.take("literal")[1]
         compare = _COMPARE[operator]
-        return lambda r: compare(_lookup(r, name), literal)
+        return lambda r: compare(_as_literal_type(_lookup(r, name), literal), literal)
 
 
 def compile_filter(text: str | None) -> Predicate | None:

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""End-to-end throughput of ``batchflow apply`` against ``xargs -P`` running the same commands.
+
+For each N, in one session on the local services (started here, on free ports,
+in a temporary BATCHFLOW_HOME): an apply of N no-op tasks (``true``) on a pool
+with as many nodes as cores, and ``seq N | xargs -P<cores>`` running the same
+rendered command line. Prints the wall times and their ratio, the CPU the
+apply process used per task, and what the monitor's watching cost (polls,
+listing requests, task records fetched per task). Asserts nothing.
+
+    .venv/bin/python benchmarks/apply_throughput.py [--tasks 500 2000] [--output json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from batchflow.local import azurite, services
+
+WORKFLOW = """\
+name: noop
+pool:
+  id: noop-pool
+  vm_size: standard_d2s_v3
+  image: {{publisher: canonical, offer: ubuntu-24_04-lts, sku: server, node_agent_sku: batch.node.ubuntu 24.04}}
+  nodes: {{dedicated: {nodes}}}
+job:
+  id: noop-job
+tasks:
+  for_each:
+    range: {{from: 1, to: {count}}}
+  template:
+    id: t{{{{ value }}}}
+    command: "true"
+cleanup: {{job: delete, pool: delete}}
+monitor: {{timeout: 2h}}
+"""
+
+#: What batchflow runs for a command (see README, "Commands are shell scripts").
+SHELL_COMMAND = "set -e -o pipefail; true"
+
+
+def run_apply(workflow: Path, env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) of the apply process, exit status."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "batchflow", "apply", str(workflow), "--yes"],
+        env=env,
+        cwd=workflow.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        assert process.stderr is not None
+        sys.stderr.write(process.stderr.read().decode(errors="replace"))
+    return wall, usage.ru_utime + usage.ru_stime, process.returncode
+
+
+def run_xargs(count: int, cores: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        f"seq {count} | xargs -P{cores} -I{{}} /bin/bash -c '{SHELL_COMMAND}'",
+        shell=True,
+        check=True,
+        executable="/bin/bash",
+    )
+    return time.perf_counter() - started
+
+
+def monitor_summary(folder: Path) -> dict[str, int]:
+    (state_file,) = folder.glob(".batchflow/*/state.json")
+    state = json.loads(state_file.read_text())
+    return state["steps"]["monitor"]["summary"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[500, 2000])
+    parser.add_argument("--output", choices=["text", "json"], default="text")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        home = Path(scratch) / "home"
+        endpoints = services.ensure_running(
+            home,
+            batch_port=0,
+            blob_port=0,
+            azurite_executable=azurite.ensure_executable(Path.home() / ".batchflow"),
+            max_nodes=cores,
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHFLOW_", "AZURE_"))}
+        env.update(
+            BATCHFLOW_HOME=str(home),
+            BATCHFLOW_BATCH_PORT=endpoints.batch_endpoint.rsplit(":", 1)[1],
+            BATCHFLOW_BLOB_PORT=endpoints.blob_endpoint.split(":")[2].split("/")[0],
+        )
+        try:
+            for count in args.tasks:
+                folder = Path(scratch) / f"n{count}"
+                folder.mkdir()
+                workflow = folder / "noop.yaml"
+                workflow.write_text(WORKFLOW.format(count=count, nodes=cores))
+                wall, cpu, code = run_apply(workflow, env)
+                if code != 0:
+                    print(f"apply of {count} tasks exited {code}", file=sys.stderr)
+                    return 1
+                watched = monitor_summary(folder)
+                baseline = run_xargs(count, cores)
+                rows.append(
+                    {
+                        "tasks": count,
+                        "apply_s": round(wall, 2),
+                        "xargs_s": round(baseline, 2),
+                        "ratio_apply_over_xargs": round(wall / baseline, 2),
+                        "apply_cpu_ms_per_task": round(cpu * 1000 / count, 3),
+                        "polls": watched.get("polls"),
+                        "listing_requests": watched.get("listings"),
+                        "records_per_task": round(watched.get("records_listed", 0) / count, 3),
+                    }
+                )
+        finally:
+            services.stop(home)
+    if args.output == "json":
+        print(json.dumps({"cores": cores, "rows": rows}, indent=2))
+        return 0
+    print(f"cores: {cores}; apply of N no-op tasks on {cores} node(s) against seq N | xargs -P{cores}")
+    header = f"{'tasks':>7} {'apply s':>8} {'xargs s':>8} {'apply/xargs':>11} {'CPU ms/task':>11} {'polls':>6} {'listings':>8} {'records/task':>12}"
+    print(header)
+    for r in rows:
+        print(
+            f"{r['tasks']:>7} {r['apply_s']:>8} {r['xargs_s']:>8} {r['ratio_apply_over_xargs']:>11} "
+            f"{r['apply_cpu_ms_per_task']:>11} {r['polls']:>6} {r['listing_requests']:>8} {r['records_per_task']:>12}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
