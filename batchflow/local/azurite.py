@@ -14,10 +14,15 @@ their failures become :class:`~batchflow.errors.SetupError` (exit status 2).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import filelock
 
 from batchflow.errors import SetupError
 from batchflow.local.account import HOST, batchflow_home
@@ -30,28 +35,109 @@ _NODE_HINT = (
 )
 
 
+#: Written into an install folder as its last step; without it the folder is not a finished install.
+MARKER = ".batchflow-installed"
+#: How long a second process waits for another one's install before giving up.
+INSTALL_WAIT_SECONDS = 900
+
+
 def install_dir(home: Path) -> Path:
     return home / "azurite"
 
 
+def _is_installed(folder: Path) -> bool:
+    """A finished install of the pinned version: the marker says so and the executable is there."""
+    try:
+        marker = (folder / MARKER).read_text().strip()
+    except OSError:
+        return False
+    return marker == AZURITE_VERSION and (folder / "node_modules" / ".bin" / "azurite-blob").exists()
+
+
 def find_executable(home: Path) -> Path | None:
-    """``azurite-blob`` from PATH, else from the copy installed under ``home``, else None."""
+    """``azurite-blob`` from PATH, else from a finished install under ``home``, else None."""
     on_path = shutil.which("azurite-blob")
     if on_path:
         return Path(on_path)
-    local = install_dir(home) / "node_modules" / ".bin" / "azurite-blob"
-    return local if local.exists() else None
+    target = install_dir(home)
+    return target / "node_modules" / ".bin" / "azurite-blob" if _is_installed(target) else None
 
 
 def install(home: Path) -> Path:
-    """Install Azurite into ``home/azurite`` with npm and return its ``azurite-blob``."""
+    """Install Azurite into ``home/azurite`` with npm, safely against kills and other installs.
+
+    npm writes into a fresh staging folder, which is renamed to ``azurite``
+    only when npm has finished and the marker is written, so ``azurite`` is
+    either absent or complete. A file lock (released by the kernel however
+    its holder dies) keeps a second process from installing at the same
+    time; it waits, then finds the install done. Staging folders and npm
+    processes left by a killed install are removed before a new one starts,
+    and a folder without the marker (half-written by an older batchflow, or
+    not ours) is replaced.
+    """
     if not shutil.which("node") or not shutil.which("npm"):
         raise SetupError(_NODE_HINT)
+    home.mkdir(parents=True, exist_ok=True)
     target = install_dir(home)
-    target.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(home / "azurite.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        print(
+            "batchflow: waiting for another batchflow process that is installing Azurite", file=sys.stderr, flush=True
+        )
+        try:
+            lock.acquire(timeout=INSTALL_WAIT_SECONDS)
+        except filelock.Timeout:
+            raise SetupError(
+                f"another process has been installing Azurite into {target} for {INSTALL_WAIT_SECONDS // 60} minutes; "
+                "stop it, or remove the folder, and run the command again"
+            ) from None
+    try:
+        if _is_installed(target):
+            return target / "node_modules" / ".bin" / "azurite-blob"
+        _remove_leftovers(home)
+        staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=home))
+        _npm_install(staging)
+        (staging / MARKER).write_text(AZURITE_VERSION + "\n")
+        if target.exists():
+            # Half-written or foreign: set it aside first, so the rename below is atomic.
+            aside = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=home))
+            target.rename(aside / "old")
+        staging.rename(target)
+        _remove_leftovers(home)
+        return target / "node_modules" / ".bin" / "azurite-blob"
+    finally:
+        lock.release()
+
+
+_STAGING_PREFIX = "azurite.staging-"
+
+
+def _remove_leftovers(home: Path) -> None:
+    """Remove the staging folders of killed installs, and end any npm still writing into one."""
+    for folder in home.glob(_STAGING_PREFIX + "*"):
+        _kill_processes_using(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _kill_processes_using(folder: Path) -> None:
+    """SIGKILL every process whose command line names ``folder`` (an npm orphaned by a kill)."""
+    needle = str(folder).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            continue
+
+
+def _npm_install(staging: Path) -> None:
     print(
-        f"batchflow: installing Azurite {AZURITE_VERSION} (Microsoft's local Storage emulator) with npm into {target}; "
-        "this happens once and takes about half a minute",
+        f"batchflow: installing Azurite {AZURITE_VERSION} (Microsoft's local Storage emulator) with npm into "
+        f"{staging.parent / 'azurite'}; this happens once and takes about half a minute",
         file=sys.stderr,
         flush=True,
     )
@@ -62,18 +148,20 @@ def install(home: Path) -> Path:
         "--no-fund",
         "--loglevel=error",
         "--prefix",
-        str(target),
+        str(staging),
         f"azurite@{AZURITE_VERSION}",
     ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise SetupError(f"could not run npm to install Azurite: {error}") from error
-    executable = target / "node_modules" / ".bin" / "azurite-blob"
+    executable = staging / "node_modules" / ".bin" / "azurite-blob"
     if result.returncode != 0 or not executable.exists():
         detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-        raise SetupError(f"npm could not install azurite@{AZURITE_VERSION} into {target}:\n  " + "\n  ".join(detail))
-    return executable
+        raise SetupError(
+            f"npm could not install azurite@{AZURITE_VERSION} into {staging.parent / 'azurite'}:\n  "
+            + "\n  ".join(detail)
+        )
 
 
 def ensure_executable(home: Path) -> Path:

@@ -1,0 +1,116 @@
+"""Installing Azurite survives kills and concurrent installs, and repairs a half-written install.
+
+npm itself is replaced by a stand-in on PATH that installs slowly (so a test can
+kill the install midway) and logs each run; a real install takes half a minute
+and needs the registry. The real install is what scripts/bootstrap runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from batchflow.local import azurite
+
+FAKE_NPM = r"""#!/usr/bin/env python3
+import os, sys, time
+from pathlib import Path
+prefix = Path(sys.argv[sys.argv.index("--prefix") + 1])
+with open(os.environ["FAKE_NPM_LOG"], "a") as log:
+    log.write(f"{os.getpid()} {prefix}\n")
+package = prefix / "node_modules" / "azurite"
+package.mkdir(parents=True, exist_ok=True)
+(package / "package.json").write_text('{"version": "x"}')
+time.sleep(float(os.environ.get("FAKE_NPM_SECONDS", "0")))
+bin_dir = prefix / "node_modules" / ".bin"
+bin_dir.mkdir(parents=True, exist_ok=True)
+(bin_dir / "azurite-blob").write_text("#!/bin/sh\n")
+(bin_dir / "azurite-blob").chmod(0o755)
+"""
+
+
+@pytest.fixture
+def fake_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(FAKE_NPM)
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    log = tmp_path / "npm.log"
+    log.touch()
+    monkeypatch.setenv("FAKE_NPM_LOG", str(log))
+    # azurite-blob on the real PATH would be used instead of an install
+    monkeypatch.setattr(azurite.shutil, "which", _which_without_azurite)
+    return log
+
+
+_which = shutil.which
+
+
+def _which_without_azurite(name: str) -> str | None:
+    return None if name == "azurite-blob" else _which(name)
+
+
+def install_in_subprocess(home: Path, seconds: float) -> subprocess.Popen[str]:
+    code = (
+        "import shutil, sys; from pathlib import Path; from batchflow.local import azurite; "
+        "real = shutil.which; azurite.shutil.which = lambda n: None if n == 'azurite-blob' else real(n); "
+        f"print(azurite.ensure_executable(Path({str(home)!r})))"
+    )
+    env = {**os.environ, "FAKE_NPM_SECONDS": str(seconds)}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_an_install_killed_midway_is_finished_by_the_next_command(fake_npm: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = install_in_subprocess(home, seconds=30)
+    deadline = time.monotonic() + 20
+    while not fake_npm.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    orphan = int(fake_npm.read_text().split()[0])
+    assert alive(orphan)  # npm outlives the process that started it, as in the report
+    assert azurite.find_executable(home) is None  # a half-done install is never taken for a finished one
+
+    executable = azurite.ensure_executable(home)
+    assert executable == home / "azurite" / "node_modules" / ".bin" / "azurite-blob" and executable.exists()
+    assert (home / "azurite" / azurite.MARKER).read_text().strip() == azurite.AZURITE_VERSION
+    assert not list(home.glob("azurite.staging-*"))
+    time.sleep(0.2)
+    assert not alive(orphan), "the orphaned npm is still running"
+
+
+def test_two_installs_at_once_run_npm_once(fake_npm: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    processes = [install_in_subprocess(home, seconds=1.5) for _ in range(2)]
+    outputs = [p.communicate(timeout=60) for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs
+    assert {out.strip() for out, _ in outputs} == {str(home / "azurite" / "node_modules" / ".bin" / "azurite-blob")}
+    assert len(fake_npm.read_text().splitlines()) == 1
+    assert any("waiting for another batchflow process" in err for _, err in outputs)
+
+
+def test_a_half_written_install_folder_is_replaced(fake_npm: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    broken = home / "azurite" / "node_modules" / "azurite"
+    broken.mkdir(parents=True)
+    (broken / "package.json").write_text("{}")  # npm stopped here, as in the reported ENOENT
+    executable = azurite.ensure_executable(home)
+    assert executable.exists() and (home / "azurite" / azurite.MARKER).exists()
+    assert len(fake_npm.read_text().splitlines()) == 1
