@@ -121,14 +121,20 @@ def _remove_leftovers(home: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: Set in npm's environment to its staging folder. npm rewrites its command line
+#: (to ``npm install azurite@…``, without the folder), but not its environment,
+#: which its own child processes inherit too.
+_STAGING_ENV = "BATCHFLOW_AZURITE_STAGING"
+
+
 def _kill_processes_using(folder: Path) -> None:
-    """SIGKILL every process whose command line names ``folder`` (an npm orphaned by a kill)."""
-    needle = str(folder).encode()
+    """SIGKILL every process that an install into ``folder`` started (an npm orphaned by a kill)."""
+    entry_wanted = f"{_STAGING_ENV}={folder}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle in (entry / "cmdline").read_bytes():
+            if entry_wanted in (entry / "environ").read_bytes().split(b"\0"):
                 os.kill(int(entry.name), signal.SIGKILL)
         except OSError:
             continue
@@ -152,7 +158,9 @@ def _npm_install(staging: Path) -> None:
         f"azurite@{AZURITE_VERSION}",
     ]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=600, env={**os.environ, _STAGING_ENV: str(staging)}
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise SetupError(f"could not run npm to install Azurite: {error}") from error
     executable = staging / "node_modules" / ".bin" / "azurite-blob"

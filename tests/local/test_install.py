@@ -22,7 +22,11 @@ from batchflow.local import azurite
 FAKE_NPM = r"""#!/usr/bin/env python3
 import os, sys, time
 from pathlib import Path
-prefix = Path(sys.argv[sys.argv.index("--prefix") + 1])
+if "--prefix" in sys.argv:
+    # Like npm, drop the folder from the command line (npm rewrites its process title).
+    os.environ["FAKE_NPM_PREFIX"] = sys.argv[sys.argv.index("--prefix") + 1]
+    os.execv(sys.executable, [sys.executable, __file__, "install", "azurite@x"])
+prefix = Path(os.environ["FAKE_NPM_PREFIX"])
 with open(os.environ["FAKE_NPM_LOG"], "a") as log:
     log.write(f"{os.getpid()} {prefix}\n")
 package = prefix / "node_modules" / "azurite"
