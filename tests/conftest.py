@@ -38,6 +38,8 @@ class LocalServices:
     endpoints: services.LocalEndpoints
     batch_port: int
     _azurite: Path = field(repr=False)
+    #: Every JSON answer of the Batch service, one line each (see tests/local/wire_models.py).
+    wire_record: Path | None = None
 
     @property
     def batch_endpoint(self) -> str:
@@ -91,9 +93,12 @@ class LocalServices:
         deadline = time.monotonic() + 10
         while True:
             try:
-                services.ensure_running(
-                    self.home, batch_port=self.batch_port, azurite_executable=self._azurite, max_nodes=4
-                )
+                with pytest.MonkeyPatch.context() as patch:
+                    if self.wire_record is not None:
+                        patch.setenv("BATCHFLOW_WIRE_RECORD", str(self.wire_record))
+                    services.ensure_running(
+                        self.home, batch_port=self.batch_port, azurite_executable=self._azurite, max_nodes=4
+                    )
                 return
             except SetupError:
                 # The old process's port can take a moment to be released after SIGKILL.
@@ -117,13 +122,23 @@ def local_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSe
     """Azurite + the local Batch service on free loopback ports, in a temporary BATCHFLOW_HOME."""
     home = tmp_path_factory.mktemp("batchflow-home")
     executable = azurite_for_tests()
-    endpoints = services.ensure_running(home, batch_port=0, blob_port=0, azurite_executable=executable, max_nodes=4)
+    recording = home / "wire-record.jsonl"
+    with pytest.MonkeyPatch.context() as patch:
+        # The Batch service records every JSON answer; the session ends by checking them all.
+        patch.setenv("BATCHFLOW_WIRE_RECORD", str(recording))
+        endpoints = services.ensure_running(home, batch_port=0, blob_port=0, azurite_executable=executable, max_nodes=4)
     _HOMES.append(home)
     batch_port = int(endpoints.batch_endpoint.rsplit(":", 1)[1])
     try:
-        yield LocalServices(home, endpoints, batch_port, executable)
+        yield LocalServices(home, endpoints, batch_port, executable, recording)
     finally:
         services.stop(home)
+    from tests.local.wire_models import check_recording
+
+    problems = check_recording(recording)
+    assert not problems, "the local Batch service answered with fields or values Azure does not:\n" + "\n".join(
+        problems[:40]
+    )
 
 
 def task_processes(home: Path) -> list[int]:

@@ -163,9 +163,9 @@ class Service:
             for node in self.store.nodes(pool["id"]):
                 node.update(runningTasksCount=0, runningTaskSlotsCount=0)
                 if node["state"] == "running":
-                    wire.set_state(node, "idle")
+                    wire.set_node_state(node, "idle")
                 elif node["state"] in ("starting", "waitingforstarttask", "preempted", "rebooting", "creating"):
-                    wire.set_state(node, "starting")
+                    wire.set_node_state(node, "starting")
                     self._spawn(self._join, pool["id"], node["id"], 0.0)
                 self.store.put_node(pool["id"], node)
             if pool.get("allocationState") == "resizing":
@@ -301,13 +301,13 @@ class Service:
             start_task = pool.get("startTask")
             node["lastBootTime"] = wire.timestamp()
             if not start_task:
-                wire.set_state(node, "idle")
+                wire.set_node_state(node, "idle")
                 self.store.put_node(pool_id, node)
                 self.wake()
                 return
             node["startTask"] = start_task
             node["startTaskInfo"] = {"state": "running", "startTime": wire.timestamp(), "retryCount": 0}
-            wire.set_state(node, "waitingforstarttask" if start_task.get("waitForSuccess", True) else "idle")
+            wire.set_node_state(node, "waitingforstarttask" if start_task.get("waitForSuccess", True) else "idle")
             self.store.put_node(pool_id, node)
             self._start_start_task(pool, node)
         self.wake()
@@ -349,7 +349,7 @@ class Service:
         if outcome.failure is not None:
             info["failureInfo"] = outcome.failure
             if wait:
-                wire.set_state(node, "starttaskfailed")
+                wire.set_node_state(node, "starttaskfailed")
                 node.setdefault("errors", []).append(
                     {
                         "code": "StartTaskFailed",
@@ -360,7 +360,7 @@ class Service:
         else:
             info.pop("failureInfo", None)
             if node["state"] == "waitingforstarttask":
-                wire.set_state(node, "idle")
+                wire.set_node_state(node, "idle")
         self.store.put_node(run.pool_id, node)
 
     def _remove_node(self, pool_id: str, node: dict[str, Any], option: str) -> None:
@@ -368,7 +368,7 @@ class Service:
         runs = [r for r in self.runs.values() if r.node_id == node["id"]]
         if runs and option in ("taskcompletion", "retaineddata"):
             node["schedulingState"] = "disabled"
-            wire.set_state(node, "leavingpool")
+            wire.set_node_state(node, "leavingpool")
             self.store.put_node(pool_id, node)
             return
         for run in runs:
@@ -414,7 +414,7 @@ class Service:
             node = self.store.get_node(pool_id, node_id)
             if node is None or node["state"] not in _USABLE_NODE_STATES + ("waitingforstarttask",):
                 return
-            wire.set_state(node, "preempted")
+            wire.set_node_state(node, "preempted")
             self.store.put_node(pool_id, node)
             runs = [r for r in self.runs.values() if r.node_id == node_id]
         for run in runs:
@@ -427,7 +427,7 @@ class Service:
             if node is None:
                 return
             node.pop("startTaskInfo", None)
-            wire.set_state(node, "starting")
+            wire.set_node_state(node, "starting")
             self.store.put_node(pool_id, node)
         self._join(pool_id, node_id, self.faults.node_start_delay)
 
@@ -439,7 +439,7 @@ class Service:
         if start_run is not None:
             start_run.kill("delete")
         node.pop("startTaskInfo", None)
-        wire.set_state(node, "rebooting")
+        wire.set_node_state(node, "rebooting")
         self.store.put_node(pool_id, node)
         self._spawn(self._restart_node, pool_id, node["id"])
 
@@ -691,9 +691,9 @@ class Service:
             )
             node["recentTasks"] = recent[:_RECENT_TASKS]
         if node["state"] == "running" and not runs:
-            wire.set_state(node, "idle")
+            wire.set_node_state(node, "idle")
         elif node["state"] == "idle" and runs:
-            wire.set_state(node, "running")
+            wire.set_node_state(node, "running")
         elif node["state"] == "leavingpool" and not runs:
             self.store.delete_node(pool_id, node_id)
             self._spawn(self._remove_dir_after, noderunner.node_root(self.config, pool_id, node_id), [])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import socket
 import sys
 import threading
@@ -105,6 +106,25 @@ def handle(
     return response.status, out_headers, response.raw or b""
 
 
+#: With BATCHFLOW_WIRE_RECORD=FILE, every JSON response is appended to FILE, one JSON
+#: line each, with the handler that answered; tests check them against the SDK's models
+#: (tests/local/wire_models.py), so that no field or enum value Azure does not send creeps in.
+_RECORD_TO = os.environ.get("BATCHFLOW_WIRE_RECORD")
+_record_lock = threading.Lock()
+
+
+def _record(method: str, target: str, status: int, body: bytes) -> None:
+    found = routes.match(method, urlsplit(target).path)
+    line = {
+        "method": method,
+        "handler": found[0].__name__ if found else None,
+        "status": status,
+        "body": json.loads(body),
+    }
+    with _record_lock, open(_RECORD_TO, "a", encoding="utf-8") as out:  # type: ignore[arg-type]
+        out.write(json.dumps(line) + "\n")
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "batchflow-local-batch"
@@ -122,6 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self.rfile.read(length)
 
         status, headers, body = handle(self.service, self.command, self.path, dict(self.headers.items()), read_body)
+        if _RECORD_TO and headers.get("Content-Type") == JSON_TYPE:
+            _record(self.command, self.path, status, body)
         if not consumed["done"]:
             length = int(self.headers.get("Content-Length") or 0)
             if length:

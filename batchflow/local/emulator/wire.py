@@ -75,6 +75,14 @@ def set_state(resource: dict[str, Any], state: str, keep_previous: bool = True) 
     stamp(resource)
 
 
+def set_node_state(node: dict[str, Any], state: str) -> None:
+    """Move a compute node to ``state``. A node, unlike a pool, job or task, has no
+    ``previousState``, ``eTag`` or ``lastModified`` in the API."""
+    if node.get("state") != state:
+        node["state"] = state
+        node["stateTransitionTime"] = timestamp()
+
+
 def check_id(value: Any, name: str = "id") -> str:
     """Validate a pool, job or task id: 1-64 characters of letters, digits, ``_`` and ``-``."""
     if value is None or value == "":
@@ -138,7 +146,7 @@ _TOKEN = re.compile(
 
 
 def _parse_time(text: str) -> datetime:
-    """An RFC 3339 time as the service writes it (up to seven fractional digits, ``Z``)."""
+    """A ``datetime'...'`` literal's time, as clients write it (any fraction, ``Z`` or an offset)."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
@@ -147,7 +155,7 @@ def _as_literal_type(value: Any, literal: Any) -> Any:
     """A resource's value made comparable with a ``datetime'...'`` literal (times are stored as text)."""
     if isinstance(literal, datetime) and isinstance(value, str):
         try:
-            return _parse_time(value)
+            return parse_timestamp(value)
         except ValueError:
             return None
     return value
