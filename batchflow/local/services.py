@@ -176,19 +176,47 @@ def _launch(home: Path, name: str, argv: list[str], port: int, timeout: float) -
             )
         except OSError as error:
             raise SetupError(f"could not start {name}: {error}") from error
+    # Recorded before it answers: if this process is killed while the service starts,
+    # the next command finds the service by its record instead of its port taken by a stranger.
+    _write_record(home, name, process.pid, port)
     deadline = time.monotonic() + timeout
     while not _answers_http(port, timeout=0.5):
         if process.poll() is not None:
+            _record_path(home, name).unlink(missing_ok=True)
             tail = "\n  ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
             raise SetupError(
                 f"{name} exited at start (status {process.returncode}); its log {log} ends with:\n  {tail}"
             )
         if time.monotonic() > deadline:
-            _terminate(process.pid)
+            _stop_service(home, name, process.pid)
             raise SetupError(f"{name} did not answer on 127.0.0.1:{port} within {timeout:.0f}s; see {log}")
         time.sleep(0.05)
-    record = {"pid": process.pid, "port": port, "started": _start_time(process.pid)}
-    _record_path(home, name).write_text(json.dumps(record))
+
+
+def _write_record(home: Path, name: str, pid: int, port: int) -> None:
+    """Write a service's record atomically, so a kill never leaves half a record."""
+    record = {"pid": pid, "port": port, "started": _start_time(pid)}
+    path = _record_path(home, name)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record))
+    os.replace(temporary, path)
+
+
+def _alive_record(home: Path, name: str, timeout: float) -> dict[str, int | str] | None:
+    """The record of a running service that answers; one that a killed start left still
+    starting is given ``timeout`` to answer, and is stopped when it does not."""
+    record = _read_record(home, name)
+    if record is None:
+        return None
+    deadline = time.monotonic() + timeout
+    while not _answers_http(int(record["port"]), timeout=0.5):
+        if _read_record(home, name) is None:
+            return None
+        if time.monotonic() > deadline:
+            _stop_service(home, name, int(record["pid"]))
+            return None
+        time.sleep(0.05)
+    return record
 
 
 def _choose_port(requested: int | None, variable: str, default: int, option: str) -> int:
@@ -222,8 +250,8 @@ def ensure_running(
     """
     home = _home(home)
     with _locked(home):
-        blob = _read_record(home, AZURITE)
-        batch = _read_record(home, BATCH)
+        blob = _alive_record(home, AZURITE, timeout=60)
+        batch = _alive_record(home, BATCH, timeout=30)
         # Check both ports before starting anything, so a busy port leaves nothing half-started.
         new_blob_port = (
             None if blob else _choose_port(blob_port, "BATCHFLOW_BLOB_PORT", account.DEFAULT_BLOB_PORT, "--blob-port")
@@ -314,6 +342,14 @@ def _stop_azurite(pid: int, log: Path) -> None:
     _terminate(pid, signal.SIGINT, grace=10.0, closed=closed)
 
 
+def _stop_service(home: Path, name: str, pid: int) -> None:
+    if name == AZURITE:
+        _stop_azurite(pid, _log_path(home, name))
+    else:
+        _terminate(pid)
+    _record_path(home, name).unlink(missing_ok=True)
+
+
 def stop(home: Path | None = None) -> list[str]:
     """Stop both services (the Batch service first, so it ends its tasks); return what was stopped."""
     home = _home(home)
@@ -323,11 +359,7 @@ def stop(home: Path | None = None) -> list[str]:
             record = _read_record(home, name)
             if record is None:
                 continue
-            if name == AZURITE:
-                _stop_azurite(int(record["pid"]), _log_path(home, name))
-            else:
-                _terminate(int(record["pid"]))
-            _record_path(home, name).unlink(missing_ok=True)
+            _stop_service(home, name, int(record["pid"]))
             stopped.append(name)
     return stopped
 

@@ -32,3 +32,54 @@ def test_down_is_quick_leaves_no_process_and_keeps_the_blobs(tmp_path: Path) -> 
         assert blobs.get_blob_client("kept", "a.txt").download_blob().readall() == b"still here"
     finally:
         services.stop(home)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_local_up_killed_while_azurite_starts_is_repaired_by_the_next(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    executable = azurite_for_tests()
+    env = {
+        **os.environ,
+        "BATCHFLOW_HOME": str(home),
+        "BATCHFLOW_BLOB_PORT": str(_free_port()),
+        "BATCHFLOW_BATCH_PORT": str(_free_port()),
+        "PATH": f"{executable.parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "batchflow", "local", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    data = str(home / "azurite-data").encode()
+    deadline = time.monotonic() + 30
+    started = None
+    while started is None and time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and data in (entry / "cmdline").read_bytes():
+                    started = int(entry.name)
+            except OSError:
+                continue
+        time.sleep(0.01)
+    assert started, "Azurite never started"
+    up.send_signal(signal.SIGKILL)  # Azurite runs on, not answering yet, and nobody waits for it
+    up.wait()
+    try:
+        again = subprocess.run(
+            [sys.executable, "-m", "batchflow", "local", "up"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert again.returncode == 0, again.stderr
+        assert services.status(home).azurite.pid == started  # the orphan was adopted, not fought over its port
+        assert services.status(home).endpoints is not None
+    finally:
+        services.stop(home)
