@@ -69,7 +69,9 @@ def install_in_subprocess(home: Path, seconds: float) -> subprocess.Popen[str]:
         f"print(azurite.ensure_executable(Path({str(home)!r})))"
     )
     env = {**os.environ, "FAKE_NPM_SECONDS": str(seconds)}
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def alive(pid: int) -> bool:
