@@ -6,6 +6,15 @@ and is recorded in ``BATCHFLOW_HOME/run/<name>.json`` with its pid, port
 and kernel start time; the start time tells a live service from a
 recycled pid. ``ensure_running`` is idempotent and returns only once both
 services answer HTTP on their ports.
+
+A ``batchflow`` killed at any moment leaves nothing the next command cannot
+repair: starts and stops hold a file lock (the kernel releases it however
+its holder dies); a record is written atomically right after its process
+starts, so a service still starting is adopted, or stopped if it never
+answers; and every service carries ``BATCHFLOW_LOCAL_SERVICE`` in its
+environment, so one whose record was never written (a start killed in
+between) or already removed (a stop killed midway) is found and stopped
+rather than left holding its port.
 """
 
 from __future__ import annotations
@@ -29,6 +38,12 @@ from batchflow.local import account, azurite
 
 BATCH = "batch"
 AZURITE = "azurite"
+#: Set to ``<name>:<home>`` in each service's environment (and so in its own child
+#: processes; the Batch service's tasks get an environment of their own).
+SERVICE_ENV = "BATCHFLOW_LOCAL_SERVICE"
+#: How long Azurite may take to close after SIGINT before it is killed; it
+#: normally says it has closed within a tenth of a second.
+AZURITE_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,17 @@ def _start_time(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
+def _process_group(pid: int) -> int | None:
+    """The process group of a live (not zombie) process, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return None if fields[0] == "Z" else int(fields[2])
+
+
 def _read_record(home: Path, name: str) -> dict[str, int | str] | None:
     """The record of a service that is still alive, or None (stale records are removed)."""
     path = _record_path(home, name)
@@ -154,7 +180,16 @@ def _locked(home: Path) -> Iterator[None]:
     path = home / "run" / "services.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # The other one may be installing Azurite first, which takes half a minute.
+            print(
+                "batchflow: waiting for another batchflow process that is starting or stopping the local services",
+                file=sys.stderr,
+                flush=True,
+            )
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -173,11 +208,13 @@ def _launch(home: Path, name: str, argv: list[str], port: int, timeout: float) -
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                env={**os.environ, SERVICE_ENV: f"{name}:{home}"},
             )
         except OSError as error:
             raise SetupError(f"could not start {name}: {error}") from error
     # Recorded before it answers: if this process is killed while the service starts,
-    # the next command finds the service by its record instead of its port taken by a stranger.
+    # the next command finds the service by its record and waits for it to answer.
+    # Killed before this line, it leaves a process without a record: see _stop_unrecorded.
     _write_record(home, name, process.pid, port)
     deadline = time.monotonic() + timeout
     while not _answers_http(port, timeout=0.5):
@@ -219,6 +256,38 @@ def _alive_record(home: Path, name: str, timeout: float) -> dict[str, int | str]
     return record
 
 
+def _unrecorded_groups(home: Path, name: str, record: dict[str, int | str] | None) -> list[int]:
+    """Process groups of service ``name`` of ``home`` other than the recorded one's.
+
+    They come from a start killed before it wrote the record, or a stop killed
+    after it removed the record; left alone, they would keep the port or the data.
+    """
+    tag = f"{SERVICE_ENV}={name}:{home}".encode()
+    ours = {os.getpgrp(), int(record["pid"]) if record else None}
+    groups = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if tag not in handle.read().split(b"\0"):
+                    continue
+        except OSError:
+            continue
+        group = _process_group(int(entry))
+        if group is not None and group not in ours:
+            groups.add(group)
+    return sorted(groups)
+
+
+def _stop_unrecorded(home: Path, name: str, record: dict[str, int | str] | None) -> bool:
+    """Stop the processes of service ``name`` that its record does not name; whether there were any."""
+    groups = _unrecorded_groups(home, name, record)
+    for group in groups:
+        _stop_process(home, name, group)
+    return bool(groups)
+
+
 def _choose_port(requested: int | None, variable: str, default: int, option: str) -> int:
     port = requested if requested is not None else account.configured_port(variable, default)
     if port and not _port_free(port):
@@ -252,6 +321,8 @@ def ensure_running(
     with _locked(home):
         blob = _alive_record(home, AZURITE, timeout=60)
         batch = _alive_record(home, BATCH, timeout=30)
+        _stop_unrecorded(home, BATCH, batch)
+        _stop_unrecorded(home, AZURITE, blob)
         # Check both ports before starting anything, so a busy port leaves nothing half-started.
         new_blob_port = (
             None if blob else _choose_port(blob_port, "BATCHFLOW_BLOB_PORT", account.DEFAULT_BLOB_PORT, "--blob-port")
@@ -291,9 +362,35 @@ def ensure_running(
         return LocalEndpoints.for_ports(int(batch["port"]), blob_port_used)
 
 
+def _group_alive(group: int) -> bool:
+    """Whether a process of process group ``group`` still runs (zombies do not count)."""
+    try:
+        os.waitpid(group, os.WNOHANG)  # reap it if it is our own child
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if _start_time(group) is not None:
+        return True
+    # The leader is gone (a wrapper such as npx that exited first); its children may not be.
+    return any(entry.isdigit() and _process_group(int(entry)) == group for entry in os.listdir("/proc"))
+
+
 def _terminate(pid: int, stop_signal: int = signal.SIGTERM, grace: float = 10.0, closed: Any = None) -> None:
-    """Send ``stop_signal`` to the service's process group, then SIGKILL once it has not exited
-    after ``grace`` seconds, or as soon as ``closed()`` says it has shut down cleanly."""
+    """Send ``stop_signal`` to the process group ``pid`` leads, then SIGKILL the group once it has
+    not ended after ``grace`` seconds, or as soon as ``closed()`` says it has shut down cleanly.
+
+    The whole group: a service started through a wrapper (a shell script,
+    npx) ends with its children, even when the wrapper exits first.
+    """
+
+    def alive() -> bool:
+        return _group_alive(pid) or _start_time(pid) is not None
+
     for sig, wait in ((stop_signal, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
@@ -303,28 +400,26 @@ def _terminate(pid: int, stop_signal: int = signal.SIGTERM, grace: float = 10.0,
             except OSError:
                 return
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                # Reap it if it is our own child; otherwise just watch /proc.
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    return
-            except ChildProcessError:
-                pass
-            if _start_time(pid) is None:
-                return
+        while alive():
             if sig != signal.SIGKILL and closed is not None and closed():
                 break
-            time.sleep(0.05)
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        else:
+            return
 
 
 def _stop_azurite(pid: int, log: Path) -> None:
-    """Stop Azurite the way it stops cleanly.
+    """Stop Azurite the way it stops cleanly, and quickly.
 
-    Azurite ignores SIGTERM. On SIGINT it closes its server and writes
-    "successfully closed" to its log, and then the Node.js process lingers for
-    many seconds more (a ``local down`` took 10.6 s, all of it the grace
-    period). Once that line is written there is nothing left to save, so the
-    process is killed then.
+    Azurite handles one SIGINT or SIGTERM: it closes its server and its
+    metadata database and writes "successfully closed" to its log, within a
+    few hundredths of a second. Then the Node.js process lingers: about 10 s
+    after SIGTERM (all of the 10.6 s a ``local down`` used to take), from 7 s
+    to more than 40 s after SIGINT. Once that line is written there is nothing
+    left to save, so the process group is killed then; without the line (an
+    Azurite that words it differently), after ``AZURITE_GRACE`` seconds.
     """
     try:
         offset = log.stat().st_size
@@ -339,15 +434,22 @@ def _stop_azurite(pid: int, log: Path) -> None:
         except OSError:
             return False
 
-    _terminate(pid, signal.SIGINT, grace=10.0, closed=closed)
+    _terminate(pid, signal.SIGINT, grace=AZURITE_GRACE, closed=closed)
 
 
-def _stop_service(home: Path, name: str, pid: int) -> None:
+def _stop_process(home: Path, name: str, pid: int) -> None:
     if name == AZURITE:
         _stop_azurite(pid, _log_path(home, name))
     else:
         _terminate(pid)
+
+
+def _stop_service(home: Path, name: str, pid: int) -> None:
+    # The record goes first: a stop killed midway then leaves a process without a record,
+    # which the next command finds by its environment and stops (a record of a process that
+    # has closed its port but not exited would make the next start wait for it to answer).
     _record_path(home, name).unlink(missing_ok=True)
+    _stop_process(home, name, pid)
 
 
 def stop(home: Path | None = None) -> list[str]:
@@ -357,10 +459,10 @@ def stop(home: Path | None = None) -> list[str]:
     with _locked(home):
         for name in (BATCH, AZURITE):
             record = _read_record(home, name)
-            if record is None:
-                continue
-            _stop_service(home, name, int(record["pid"]))
-            stopped.append(name)
+            if record is not None:
+                _stop_service(home, name, int(record["pid"]))
+            if _stop_unrecorded(home, name, None) or record is not None:
+                stopped.append(name)
     return stopped
 
 

@@ -120,3 +120,139 @@ def test_a_half_written_install_folder_is_replaced(fake_npm: Path, tmp_path: Pat
     executable = azurite.ensure_executable(home)
     assert executable.exists() and (home / "azurite" / azurite.MARKER).exists()
     assert len(fake_npm.read_text().splitlines()) == 1
+
+
+# A real npm against a registry on loopback that serves a tiny package named
+# azurite: npm's own behaviour (its process title, its child processes, the
+# .bin link) is what the install relies on, and a first request for the
+# tarball can be held back to keep npm busy while its installer is killed.
+
+
+def _fake_azurite_tarball() -> bytes:
+    import io
+    import json
+    import tarfile
+
+    files = {
+        "package/package.json": json.dumps(
+            {"name": "azurite", "version": azurite.AZURITE_VERSION, "bin": {"azurite-blob": "bin/azurite-blob"}}
+        ).encode(),
+        "package/bin/azurite-blob": b"#!/bin/sh\necho fake azurite\n",
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o755
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """npm pointed at a loopback registry; yields (held, requests): ``held`` keeps the first tarball
+    request waiting until it is set; ``requests`` lists the tarball requests received."""
+    import base64
+    import hashlib
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    if not shutil.which("npm") or not shutil.which("node"):
+        pytest.skip("npm is not installed")
+    tarball = _fake_azurite_tarball()
+    held, requests = threading.Event(), []
+
+    class Registry(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            if self.path.endswith(".tgz"):
+                requests.append(self.path)
+                if len(requests) == 1:
+                    held.wait(60)
+                body, kind = tarball, "application/octet-stream"
+            elif self.path.strip("/") == "azurite":
+                version = {
+                    "name": "azurite",
+                    "version": azurite.AZURITE_VERSION,
+                    "bin": {"azurite-blob": "bin/azurite-blob"},
+                    "dist": {
+                        "tarball": f"{base}/azurite/-/azurite-{azurite.AZURITE_VERSION}.tgz",
+                        "shasum": hashlib.sha1(tarball).hexdigest(),
+                        "integrity": "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode(),
+                    },
+                }
+                body = json.dumps(
+                    {
+                        "name": "azurite",
+                        "dist-tags": {"latest": azurite.AZURITE_VERSION},
+                        "versions": {azurite.AZURITE_VERSION: version},
+                    }
+                ).encode()
+                kind = "application/json"
+            else:
+                self.send_error(404)
+                return
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:
+                pass  # the npm that asked was killed
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("npm_config_registry", f"http://127.0.0.1:{server.server_address[1]}/")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))  # not the user's cache
+    monkeypatch.setenv("npm_config_update_notifier", "false")
+    monkeypatch.setattr(azurite.shutil, "which", _which_without_azurite)
+    try:
+        yield held, requests
+    finally:
+        for pid in _processes_with_environment(f"npm_config_cache={tmp_path / 'npm-cache'}"):
+            os.kill(pid, signal.SIGKILL)  # an npm a failed test left
+        held.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _processes_with_environment(entry: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(int(pid))
+        except OSError:
+            continue
+    return [pid for pid in found if alive(pid)]
+
+
+def test_a_real_npm_install_killed_midway_is_finished_by_the_next_command(local_registry, tmp_path: Path) -> None:
+    held, requests = local_registry
+    home = tmp_path / "home"
+    first = install_in_subprocess(home, seconds=0)
+    deadline = time.monotonic() + 30
+    while not requests and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    assert requests, first.communicate()  # npm is downloading, and waits for the tarball
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    npm_cache = f"npm_config_cache={os.environ['npm_config_cache']}"
+    orphans = _processes_with_environment(npm_cache)
+    assert orphans, "npm did not outlive the process that started it"
+    assert azurite.find_executable(home) is None
+
+    executable = azurite.ensure_executable(home)  # the first tarball request is still held: npm asks again
+    assert subprocess.run([executable], capture_output=True, text=True).stdout == "fake azurite\n"
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in orphans) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in orphans if alive(pid)], "the orphaned npm is still running"
+    assert (home / "azurite" / azurite.MARKER).read_text().strip() == azurite.AZURITE_VERSION
+    assert not list(home.glob("azurite.staging-*"))
