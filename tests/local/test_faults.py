@@ -59,7 +59,15 @@ def faulty_endpoint(tmp_path_factory):
 
 def _client(endpoint: str, retries: int) -> BatchClient:
     credential = AzureNamedKeyCredential(account.BATCH_ACCOUNT_NAME, account.BATCH_ACCOUNT_KEY)
-    return BatchClient(endpoint, credential, retry_total=retries, retry_backoff_factor=0.01, retry_backoff_max=0.05)
+    # retry_status too: azure-core retries a bad status only 3 times by default, whatever retry_total says.
+    return BatchClient(
+        endpoint,
+        credential,
+        retry_total=retries,
+        retry_status=retries,
+        retry_backoff_factor=0.01,
+        retry_backoff_max=0.05,
+    )
 
 
 def test_transient_errors_at_the_configured_rate(faulty_endpoint):
