@@ -1,7 +1,12 @@
 """SQLite schema and all the SQL: pools, nodes, jobs, tasks and live processes.
 
 Every resource is one row holding its wire-shaped JSON, plus the few
-columns queries need (state, order, result, slots). WAL mode with
+columns queries need (state, order, result, slots, state transition time).
+Those columns are indexed so that no question the service asks per
+scheduling decision or per poll reads every task of a job: the next
+active tasks come from ``tasks_by_state``, the tasks changed since a time
+from ``tasks_by_change``, and the task counts from ``task_counts``, which
+triggers keep in step with every insert, update and delete. WAL mode with
 ``synchronous=NORMAL`` keeps each change durable across a crash of the
 service (not of the machine) without an fsync per task transition, which
 is what makes thousands of small updates per second possible. The caller
@@ -18,10 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pools (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
     pool_key TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
@@ -29,11 +33,40 @@ CREATE TABLE IF NOT EXISTS nodes (
 CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     job_key TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
-    result TEXT, slots INTEGER NOT NULL, data TEXT NOT NULL,
+    result TEXT, slots INTEGER NOT NULL, data TEXT NOT NULL, changed TEXT,
     PRIMARY KEY (job_key, key));
 CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (job_key, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job_key, state, seq);
+CREATE INDEX IF NOT EXISTS tasks_by_change ON tasks (job_key, changed);
 CREATE TABLE IF NOT EXISTS processes (pid INTEGER PRIMARY KEY, started TEXT NOT NULL, label TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS task_counts (
+    job_key TEXT NOT NULL, state TEXT NOT NULL, result TEXT NOT NULL, n INTEGER NOT NULL, slots INTEGER NOT NULL,
+    PRIMARY KEY (job_key, state, result));
+CREATE TRIGGER IF NOT EXISTS task_counted AFTER INSERT ON tasks BEGIN
+    INSERT INTO task_counts VALUES (new.job_key, new.state, COALESCE(new.result, ''), 1, new.slots)
+        ON CONFLICT DO UPDATE SET n = n + 1, slots = slots + excluded.slots;
+END;
+CREATE TRIGGER IF NOT EXISTS task_uncounted AFTER DELETE ON tasks BEGIN
+    UPDATE task_counts SET n = n - 1, slots = slots - old.slots
+        WHERE job_key = old.job_key AND state = old.state AND result = COALESCE(old.result, '');
+END;
+CREATE TRIGGER IF NOT EXISTS task_recounted AFTER UPDATE OF state, result, slots ON tasks
+    WHEN old.state IS NOT new.state OR old.result IS NOT new.result OR old.slots IS NOT new.slots BEGIN
+    UPDATE task_counts SET n = n - 1, slots = slots - old.slots
+        WHERE job_key = old.job_key AND state = old.state AND result = COALESCE(old.result, '');
+    INSERT INTO task_counts VALUES (new.job_key, new.state, COALESCE(new.result, ''), 1, new.slots)
+        ON CONFLICT DO UPDATE SET n = n + 1, slots = slots + excluded.slots;
+END;
+"""
+
+# Schema 1 had neither the transition time column nor the counts; both are derived from the rows.
+_FROM_SCHEMA_1 = """
+ALTER TABLE tasks ADD COLUMN changed TEXT;
+UPDATE tasks SET changed = json_extract(data, '$.stateTransitionTime');
+"""
+_COUNT_EXISTING = """
+INSERT INTO task_counts
+    SELECT job_key, state, COALESCE(result, ''), COUNT(*), SUM(slots) FROM tasks GROUP BY job_key, state, result;
 """
 
 
@@ -50,16 +83,35 @@ class Store:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise RuntimeError(f"{path} has schema {row[0]}; this service reads schema {SCHEMA_VERSION}")
+        self._create_or_upgrade(path)
         top = 0
         for table in ("pools", "nodes", "jobs", "tasks"):
             top = max(top, self._db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()[0])
         self._seq = top
+
+    def _create_or_upgrade(self, path: Path) -> None:
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+        found = int(row[0]) if row else None
+        if found is not None and found > SCHEMA_VERSION:
+            raise RuntimeError(f"{path} has schema {found}; this service reads schema {SCHEMA_VERSION} and older")
+        if found == SCHEMA_VERSION:
+            self._db.executescript(_SCHEMA)  # a no-op unless an object is missing
+            return
+        # executescript commits first, so the upgrade is one explicit transaction.
+        script = "BEGIN;\n"
+        if found == 1:
+            script += _FROM_SCHEMA_1
+        script += _SCHEMA
+        if found == 1:
+            script += _COUNT_EXISTING
+        script += f"INSERT OR REPLACE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');\nCOMMIT;\n"
+        try:
+            self._db.executescript(script)
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -108,19 +160,29 @@ class Store:
     def all(self, table: str) -> list[dict[str, Any]]:
         return [data for _, data in self.page(table, 0, -1)]
 
+    def in_state(self, table: str, state: str) -> list[dict[str, Any]]:
+        """Pools or jobs in ``state``, in creation order, without decoding the others (old jobs add up)."""
+        assert table in ("pools", "jobs")
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT data FROM {table} WHERE json_extract(data, '$.state')=? ORDER BY seq", (state,)
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
     # --- nodes ---------------------------------------------------------------
 
     def put_node(self, pool_id: str, node: dict[str, Any]) -> None:
         """Insert or replace a node of ``pool_id``."""
+        data = _dump(node)
         with self._lock:
-            row = self._db.execute(
-                "SELECT seq FROM nodes WHERE pool_key=? AND id=?", (pool_id.lower(), node["id"])
-            ).fetchone()
-            seq = row[0] if row else self._next_seq()
-            self._db.execute(
-                "INSERT OR REPLACE INTO nodes (pool_key, id, seq, data) VALUES (?, ?, ?, ?)",
-                (pool_id.lower(), node["id"], seq, _dump(node)),
-            )
+            changed = self._db.execute(
+                "UPDATE nodes SET data=? WHERE pool_key=? AND id=?", (data, pool_id.lower(), node["id"])
+            ).rowcount
+            if not changed:
+                self._db.execute(
+                    "INSERT INTO nodes (pool_key, id, seq, data) VALUES (?, ?, ?, ?)",
+                    (pool_id.lower(), node["id"], self._next_seq(), data),
+                )
 
     def get_node(self, pool_id: str, node_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -153,6 +215,7 @@ class Store:
             task["state"],
             result,
             int(task.get("requiredSlots") or 1),
+            task.get("stateTransitionTime"),
             _dump(task),
             job_id.lower(),
             task["id"].lower(),
@@ -163,12 +226,11 @@ class Store:
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                for task in tasks:
-                    state, result, slots, data, job_key, key = self._task_row(job_id, task)
-                    self._db.execute(
-                        "INSERT INTO tasks (job_key, key, seq, state, result, slots, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (job_key, key, self._next_seq(), state, result, slots, data),
-                    )
+                self._db.executemany(
+                    "INSERT INTO tasks (state, result, slots, changed, data, job_key, key, seq)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*self._task_row(job_id, task), self._next_seq()) for task in tasks],
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -211,7 +273,7 @@ class Store:
     def update_task(self, job_id: str, task: dict[str, Any]) -> None:
         with self._lock:
             self._db.execute(
-                "UPDATE tasks SET state=?, result=?, slots=?, data=? WHERE job_key=? AND key=?",
+                "UPDATE tasks SET state=?, result=?, slots=?, changed=?, data=? WHERE job_key=? AND key=?",
                 self._task_row(job_id, task),
             )
 
@@ -221,27 +283,39 @@ class Store:
 
     def delete_tasks(self, job_id: str) -> None:
         with self._lock:
+            self._db.execute("BEGIN")
             self._db.execute("DELETE FROM tasks WHERE job_key=?", (job_id.lower(),))
+            self._db.execute("DELETE FROM task_counts WHERE job_key=?", (job_id.lower(),))
+            self._db.execute("COMMIT")
 
     def task_page(
-        self, job_id: str, after: int, limit: int, state: str | None = None
+        self, job_id: str, after: int, limit: int, state: str | None = None, changed_since: str | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
-        """Tasks of a job in creation order after ``after``, optionally in one state."""
+        """Tasks of a job in creation order after sequence number ``after``.
+
+        ``state`` keeps only tasks in that state; ``changed_since`` (a time as
+        the service writes them, which sort as text) only tasks whose state
+        changed at or after it. Each narrows the rows read through an index;
+        with ``changed_since`` the rows read are those changed since, however
+        many tasks the job has.
+        """
+        where, values = ["job_key=?", "seq>?"], [job_id.lower(), after]
+        if state is not None:
+            where.append("state=?")
+            values.append(state)
+        if changed_since is not None:
+            where.append("changed>=?")
+            values.append(changed_since)
+        index = "tasks_by_change" if changed_since is not None else "tasks_by_state" if state else "tasks_by_seq"
         with self._lock:
-            if state is None:
-                rows = self._db.execute(
-                    "SELECT seq, data FROM tasks WHERE job_key=? AND seq>? ORDER BY seq LIMIT ?",
-                    (job_id.lower(), after, limit),
-                ).fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT seq, data FROM tasks WHERE job_key=? AND state=? AND seq>? ORDER BY seq LIMIT ?",
-                    (job_id.lower(), state, after, limit),
-                ).fetchall()
+            rows = self._db.execute(
+                f"SELECT seq, data FROM tasks INDEXED BY {index} WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+                (*values, limit),
+            ).fetchall()
         return [(seq, json.loads(data)) for seq, data in rows]
 
     def iter_tasks(self, job_id: str, state: str | None = None, batch: int = 500) -> Iterator[dict[str, Any]]:
-        """Every task of a job (optionally in one state), read in batches."""
+        """Every task of a job (optionally in one state), read in batches of ``batch``."""
         after = 0
         while True:
             page = self.task_page(job_id, after, batch, state)
@@ -252,12 +326,12 @@ class Store:
             after = page[-1][0]
 
     def task_counts(self, job_id: str) -> list[tuple[str, str | None, int, int]]:
-        """Rows of (state, result, task count, slot sum) for a job."""
+        """Rows of (state, result, task count, slot sum) for a job, from the counts the triggers keep."""
         with self._lock:
-            return self._db.execute(
-                "SELECT state, result, COUNT(*), SUM(slots) FROM tasks WHERE job_key=? GROUP BY state, result",
-                (job_id.lower(),),
+            rows = self._db.execute(
+                "SELECT state, result, n, slots FROM task_counts WHERE job_key=? AND n>0", (job_id.lower(),)
             ).fetchall()
+        return [(state, result or None, n, slots) for state, result, n, slots in rows]
 
     def jobs_with_tasks_in(self, state: str) -> list[str]:
         """Job keys that have at least one task in ``state``."""

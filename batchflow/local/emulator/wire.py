@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -209,8 +210,31 @@ def _lookup(resource: dict[str, Any], path: str) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Filter:
+    """A compiled ``$filter``: the exact ``predicate``, and what any match must have.
+
+    ``state`` and ``changed_since`` are set when the filter is a conjunction
+    that includes ``state eq '…'`` or ``stateTransitionTime ge|gt datetime'…'``;
+    a store can then read only the rows its indexes give for them and still
+    apply ``predicate`` to each, so the answer is the same as a full scan's.
+    """
+
+    predicate: Predicate
+    state: str | None = None
+    changed_since: datetime | None = None
+
+
+# What a filter's term says every match has: {"state": str, "changed_since": datetime}.
+_Narrowing = dict[str, Any]
+
+
 class _FilterParser:
-    """Recursive descent over: or, and, not, parentheses, comparisons, startswith/endswith."""
+    """Recursive descent over: or, and, not, parentheses, comparisons, startswith/endswith.
+
+    Each rule returns its predicate and its narrowing (see :class:`Filter`):
+    ``and`` keeps what any of its terms says, ``or`` and ``not`` say nothing.
+    """
 
     def __init__(self, tokens: list[tuple[str, Any]]) -> None:
         self.tokens = tokens
@@ -230,34 +254,48 @@ class _FilterParser:
         token = self.peek()
         return token is not None and token[0] == "word" and token[1].lower() == word
 
-    def parse(self) -> Predicate:
-        predicate = self.parse_or()
+    def parse(self) -> Filter:
+        predicate, narrowing = self.parse_or()
         if self.peek() is not None:
             raise ValueError(f"unexpected {self.peek()[1]!r} in the filter")  # type: ignore[index]
-        return predicate
+        return Filter(predicate, narrowing.get("state"), narrowing.get("changed_since"))
 
-    def parse_or(self) -> Predicate:
+    def parse_or(self) -> tuple[Predicate, _Narrowing]:
         parts = [self.parse_and()]
         while self.is_word("or"):
             self.take()
             parts.append(self.parse_and())
-        return parts[0] if len(parts) == 1 else (lambda r: any(p(r) for p in parts))
+        if len(parts) == 1:
+            return parts[0]
+        predicates = [predicate for predicate, _ in parts]
+        return (lambda r: any(p(r) for p in predicates)), {}
 
-    def parse_and(self) -> Predicate:
+    def parse_and(self) -> tuple[Predicate, _Narrowing]:
         parts = [self.parse_not()]
         while self.is_word("and"):
             self.take()
             parts.append(self.parse_not())
-        return parts[0] if len(parts) == 1 else (lambda r: all(p(r) for p in parts))
+        if len(parts) == 1:
+            return parts[0]
+        predicates = [predicate for predicate, _ in parts]
+        narrowing: _Narrowing = {}
+        for _, said in parts:
+            if "state" in said:
+                narrowing.setdefault("state", said["state"])
+            if "changed_since" in said:
+                narrowing["changed_since"] = max(
+                    said["changed_since"], narrowing.get("changed_since", said["changed_since"])
+                )
+        return (lambda r: all(p(r) for p in predicates)), narrowing
 
-    def parse_not(self) -> Predicate:
+    def parse_not(self) -> tuple[Predicate, _Narrowing]:
         if self.is_word("not"):
             self.take()
-            inner = self.parse_not()
-            return lambda r: not inner(r)
+            inner, _ = self.parse_not()
+            return (lambda r: not inner(r)), {}
         return self.parse_primary()
 
-    def parse_primary(self) -> Predicate:
+    def parse_primary(self) -> tuple[Predicate, _Narrowing]:
         token = self.peek()
         if token is not None and token[0] == "(":
             self.take()
@@ -272,18 +310,23 @@ class _FilterParser:
             literal = str(self.take("literal")[1])
             self.take(")")
             if name.lower() == "startswith":
-                return lambda r: str(_lookup(r, path) or "").startswith(literal)
-            return lambda r: str(_lookup(r, path) or "").endswith(literal)
+                return (lambda r: str(_lookup(r, path) or "").startswith(literal)), {}
+            return (lambda r: str(_lookup(r, path) or "").endswith(literal)), {}
         operator = self.take("word")[1].lower()
         if operator not in _COMPARE:
             raise ValueError(f"unknown operator {operator!r} in the filter")
         literal = self.take("literal")[1]
         compare = _COMPARE[operator]
-        return lambda r: compare(_as_literal_type(_lookup(r, name), literal), literal)
+        narrowing: _Narrowing = {}
+        if name == "state" and operator == "eq" and isinstance(literal, str):
+            narrowing["state"] = literal
+        elif name == "stateTransitionTime" and operator in ("ge", "gt") and isinstance(literal, datetime):
+            narrowing["changed_since"] = literal
+        return (lambda r: compare(_as_literal_type(_lookup(r, name), literal), literal)), narrowing
 
 
-def compile_filter(text: str | None) -> Predicate | None:
-    """Turn an OData ``$filter`` into a predicate over resources, or raise 400."""
+def compile_filter(text: str | None) -> Filter | None:
+    """Turn an OData ``$filter`` into a :class:`Filter`, or raise 400."""
     if not text:
         return None
     try:

@@ -115,7 +115,8 @@ def listing(request: Request, fetch: Fetch, metadata: str) -> Response:
     stay stable while tasks change state underneath.
     """
     size = _page_size(request)
-    predicate = wire.compile_filter(request.query.get("$filter"))
+    query = wire.compile_filter(request.query.get("$filter"))
+    predicate = query.predicate if query else None
     fields = request.query.get("$select")
     after = _decode_token(request.query.get("$skiptoken"))
     items: list[dict[str, Any]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timezone
 from typing import Any
 
 from batchflow.local.emulator import errors, wire
@@ -187,8 +188,16 @@ def add_task_collection(request: Request, service: Service) -> Response:
 
 
 def list_tasks(request: Request, service: Service) -> Response:
+    """Tasks in creation order; a filter on ``state`` or ``stateTransitionTime`` is answered through
+    the store's indexes (the monitor's listing of what changed since its last poll), and every
+    row read is still checked against the whole filter."""
     job = job_or_404(service, request.params["jobId"])
-    return listing(request, lambda after, limit: service.store.task_page(job["id"], after, limit), "tasks")
+    query = wire.compile_filter(request.query.get("$filter"))
+    state = query.state if query else None
+    since = wire.timestamp(query.changed_since.astimezone(timezone.utc)) if query and query.changed_since else None
+    return listing(
+        request, lambda after, limit: service.store.task_page(job["id"], after, limit, state, since), "tasks"
+    )
 
 
 def get_task(request: Request, service: Service) -> Response:
