@@ -11,6 +11,7 @@ killed (wall clock, terminate, delete, shutdown) and nothing is left behind.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import shlex
 import shutil
@@ -82,7 +83,7 @@ class Run:
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
+    @functools.cached_property
     def dir(self) -> Path:
         if self.job_id is None:
             return self.root / "startup"
@@ -107,24 +108,30 @@ def failure_info(
     return info
 
 
+@functools.cache
+def _inherited_env() -> dict[str, str]:
+    # The service's own environment does not change while it runs; read it once, not per task.
+    return {name: os.environ[name] for name in _INHERITED if name in os.environ}
+
+
 def build_env(config: Config, run: Run, is_dedicated: bool, extra: list[dict[str, Any]]) -> dict[str, str]:
     """The task environment: inherited basics, then AZ_BATCH_*, then the user's settings."""
-    env = {name: os.environ[name] for name in _INHERITED if name in os.environ}
-    root = run.root
+    env = dict(_inherited_env())
+    root, folder = str(run.root), str(run.dir)
     env.update(
         {
-            "AZ_BATCH_NODE_ROOT_DIR": str(root),
-            "AZ_BATCH_NODE_SHARED_DIR": str(root / "shared"),
-            "AZ_BATCH_NODE_STARTUP_DIR": str(root / "startup"),
-            "AZ_BATCH_NODE_MOUNTS_DIR": str(root / "fsmounts"),
-            "AZ_BATCH_TASK_DIR": str(run.dir),
-            "AZ_BATCH_TASK_WORKING_DIR": str(run.dir / "wd"),
+            "AZ_BATCH_NODE_ROOT_DIR": root,
+            "AZ_BATCH_NODE_SHARED_DIR": f"{root}/shared",
+            "AZ_BATCH_NODE_STARTUP_DIR": f"{root}/startup",
+            "AZ_BATCH_NODE_MOUNTS_DIR": f"{root}/fsmounts",
+            "AZ_BATCH_TASK_DIR": folder,
+            "AZ_BATCH_TASK_WORKING_DIR": f"{folder}/wd",
             "AZ_BATCH_POOL_ID": run.pool_id,
             "AZ_BATCH_NODE_ID": run.node_id,
             "AZ_BATCH_ACCOUNT_NAME": config.account_name,
             "AZ_BATCH_ACCOUNT_URL": config.endpoint,
             "AZ_BATCH_NODE_IS_DEDICATED": "true" if is_dedicated else "false",
-            "AZ_BATCH_CERTIFICATES_DIR": str(run.dir / "certs"),
+            "AZ_BATCH_CERTIFICATES_DIR": f"{folder}/certs",
             "AZ_BATCH_TASK_RESERVED_EPHEMERAL_DISK_SPACE_BYTES": "0",
         }
     )

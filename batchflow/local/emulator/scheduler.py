@@ -17,6 +17,7 @@ import shutil
 import threading
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from batchflow.local.emulator import noderunner, wire
@@ -597,10 +598,10 @@ class Service:
         return sum(r.slots for r in self.runs.values() if r.node_id == node_id)
 
     def _dispatch(self) -> None:
-        pools = [p for p in self.store.all("pools") if p["state"] == "active"]
+        pools = self.store.in_state("pools", "active")
         if not pools:
             return
-        jobs = [j for j in self.store.all("jobs") if j["state"] == "active"]
+        jobs = self.store.in_state("jobs", "active")
         jobs.sort(key=lambda j: -int(j.get("priority") or 0))
         for pool in pools:
             pool_jobs = [j for j in jobs if _key((j.get("poolInfo") or {}).get("poolId") or "") == _key(pool["id"])]
@@ -620,7 +621,10 @@ class Service:
                 limit = int(job.get("maxParallelTasks", -1) if job.get("maxParallelTasks") is not None else -1)
                 running = sum(1 for (job_key, _) in self.runs if job_key == _key(job["id"]))
                 uses_dependencies = bool(job.get("usesTaskDependencies"))
-                for task in self.store.iter_tasks(job["id"], "active", batch=64):
+                # Read only as many queued tasks as could start now (more when some may wait on others),
+                # so a decision costs the same with 10 or 100,000 tasks queued.
+                batch = 64 if uses_dependencies else max(1, sum(max(0, slots) for slots in free.values()))
+                for task in self.store.iter_tasks(job["id"], "active", batch=batch):
                     if max(free.values()) <= 0 or (limit >= 0 and running >= limit):
                         break
                     need = int(task.get("requiredSlots") or 1)
@@ -633,17 +637,18 @@ class Service:
                     free[node["id"]] -= need
                     running += 1
                     self._start_task(pool, node, job, task, need)
+                    if max(free.values()) <= 0:
+                        break
 
     def _start_task(
         self, pool: dict[str, Any], node: dict[str, Any], job: dict[str, Any], task: dict[str, Any], slots: int
     ) -> None:
         root = noderunner.node_root(self.config, pool["id"], node["id"])
-        folder = noderunner.task_dir(root, job["id"], task["id"])
         info = task.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
         for name in ("endTime", "exitCode", "result", "failureInfo"):
             info.pop(name, None)
         info["startTime"] = wire.timestamp()
-        relative = folder.relative_to(root).as_posix()
+        relative = noderunner.task_dir(Path(), job["id"], task["id"]).as_posix()
         task["nodeInfo"] = {
             "affinityId": node["affinityId"],
             "nodeUrl": node["url"],
