@@ -17,7 +17,6 @@ import shutil
 import threading
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from batchflow.local.emulator import noderunner, wire
@@ -598,6 +597,10 @@ class Service:
         return sum(r.slots for r in self.runs.values() if r.node_id == node_id)
 
     def _dispatch(self) -> None:
+        with self.store.transaction():  # the tasks it starts, their nodes: one commit
+            self._dispatch_in_transaction()
+
+    def _dispatch_in_transaction(self) -> None:
         pools = self.store.in_state("pools", "active")
         if not pools:
             return
@@ -648,7 +651,7 @@ class Service:
         for name in ("endTime", "exitCode", "result", "failureInfo"):
             info.pop(name, None)
         info["startTime"] = wire.timestamp()
-        relative = noderunner.task_dir(Path(), job["id"], task["id"]).as_posix()
+        relative = noderunner.task_relative_dir(job["id"], task["id"])
         task["nodeInfo"] = {
             "affinityId": node["affinityId"],
             "nodeUrl": node["url"],
@@ -729,7 +732,7 @@ class Service:
             )
         try:
             if not self._stopping.is_set():
-                with self.lock:
+                with self.lock, self.store.transaction():
                     if run.job_id is None:
                         self._finish_start_task(run, outcome)
                     else:

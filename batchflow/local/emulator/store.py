@@ -20,6 +20,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,24 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the changes inside one transaction: one commit instead of one per statement.
+
+        Reentrant: inside another transaction it simply joins it.
+        """
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -223,18 +242,12 @@ class Store:
 
     def insert_tasks(self, job_id: str, tasks: list[dict[str, Any]]) -> None:
         """Insert many tasks in one transaction (the add-collection path)."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(
-                    "INSERT INTO tasks (state, result, slots, changed, data, job_key, key, seq)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*self._task_row(job_id, task), self._next_seq()) for task in tasks],
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self.transaction():
+            self._db.executemany(
+                "INSERT INTO tasks (state, result, slots, changed, data, job_key, key, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*self._task_row(job_id, task), self._next_seq()) for task in tasks],
+            )
 
     def existing_task_keys(self, job_id: str, task_ids: list[str]) -> set[str]:
         """Which of ``task_ids`` (lowercased) already exist in the job."""
@@ -282,11 +295,9 @@ class Store:
             self._db.execute("DELETE FROM tasks WHERE job_key=? AND key=?", (job_id.lower(), task_id.lower()))
 
     def delete_tasks(self, job_id: str) -> None:
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self.transaction():
             self._db.execute("DELETE FROM tasks WHERE job_key=?", (job_id.lower(),))
             self._db.execute("DELETE FROM task_counts WHERE job_key=?", (job_id.lower(),))
-            self._db.execute("COMMIT")
 
     def task_page(
         self, job_id: str, after: int, limit: int, state: str | None = None, changed_since: str | None = None
