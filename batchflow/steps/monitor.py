@@ -21,9 +21,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from azure.batch import models
-
-from batchflow.cloud.batch import enum_value
+from batchflow.cloud.batch import CompletedTask, enum_value
 from batchflow.errors import RunFailed
 from batchflow.runner.cache import BlobListing, CachedBlob, Entry
 from batchflow.state import TaskRecord, redact_secrets
@@ -43,25 +41,28 @@ def _iso(value: Any) -> str | None:
     return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def record_of(task: models.BatchTask) -> TaskRecord:
+def record_of(task: CompletedTask) -> TaskRecord:
     """What the state keeps of a completed task."""
-    info = task.execution_info
     failure = None
-    if info is not None and info.failure_info is not None:
-        f = info.failure_info
+    if task.failure_info is not None:
+        f = task.failure_info
         # The service may quote a resource file's URL, SAS included, in the message.
-        failure = {"category": enum_value(f.category), "code": f.code, "message": redact_secrets(f.message or "")}
+        failure = {
+            "category": f.get("category"),
+            "code": f.get("code"),
+            "message": redact_secrets(f.get("message") or ""),
+        }
     return TaskRecord(
         task_id=task.id,
-        state=enum_value(task.state) or "completed",
-        exit_code=info.exit_code if info else None,
-        result=enum_value(info.result) if info else None,
-        retry_count=info.retry_count or 0 if info else 0,
-        node_id=task.node_info.node_id if task.node_info else None,
-        start_time=_iso(info.start_time) if info else None,
-        end_time=_iso(info.end_time) if info else None,
+        state=task.state,
+        exit_code=task.exit_code,
+        result=task.result,
+        retry_count=task.retry_count,
+        node_id=task.node_id,
+        start_time=_iso(task.start_time),
+        end_time=_iso(task.end_time),
         failure=failure,
-        requeue_count=info.requeue_count or 0 if info else 0,
+        requeue_count=task.requeue_count,
     )
 
 

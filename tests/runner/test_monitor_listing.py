@@ -12,19 +12,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
-from azure.batch import models
-
+from batchflow.cloud.batch import CompletedTask
 from batchflow.steps.monitor import LOOKBACK, _CompletedListing
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 
 
-def task(task_id: str, seconds: float) -> models.BatchTask:
-    return models.BatchTask(
-        id=task_id,
-        state="completed",
-        state_transition_time=T0 + timedelta(seconds=seconds),
-        execution_info=models.BatchTaskExecutionInfo(retry_count=0, requeue_count=0, exit_code=0, result="success"),
+def task(task_id: str, seconds: float) -> CompletedTask:
+    moment = T0 + timedelta(seconds=seconds)
+    return CompletedTask.from_json(
+        {
+            "id": task_id,
+            "state": "completed",
+            "stateTransitionTime": moment.isoformat(),
+            "executionInfo": {"retryCount": 0, "requeueCount": 0, "exitCode": 0, "result": "success"},
+        }
     )
 
 
@@ -32,7 +34,7 @@ class ScriptedService:
     """Completed tasks as the service would list them; ``hidden`` ones are not visible yet."""
 
     def __init__(self) -> None:
-        self.tasks: list[models.BatchTask] = []
+        self.tasks: list[CompletedTask] = []
         self.hidden: set[str] = set()
         self.queries: list[datetime | None] = []
 
