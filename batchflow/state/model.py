@@ -45,7 +45,7 @@ from batchflow import __version__
 from batchflow.errors import BatchflowError
 
 #: The format version this code writes; files with a higher one are refused.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: The life of a step within a run.
 STEP_STATUSES = ("pending", "running", "done", "failed")
@@ -91,13 +91,17 @@ class StepRecord:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskRecord:
     """The last known state of one Batch task, as the service reported it.
 
     ``task_id`` is the key of :attr:`RunState.tasks` and is not repeated in
     the state file's task entries; it is carried here so that a record can
     travel alone, as a line of the task journal does.
+
+    Frozen: a task's news is a new record, never a change to the one the
+    state holds, so the store can serialise each record once and reuse that
+    text in every snapshot until the record is replaced.
     """
 
     task_id: str
@@ -114,6 +118,9 @@ class TaskRecord:
     cached_from: str | None = None
     #: How often Batch put the task back in the queue because its node went away (preemption).
     requeue_count: int = 0
+    #: When the service moved the task to ``state`` (``stateTransitionTime``: the service's clock,
+    #: ISO 8601 as the service wrote it): a resumed monitor lists only what changed after the newest one.
+    transition_time: str | None = None
 
 
 @dataclass
@@ -226,7 +233,8 @@ def check_task_record(record: TaskRecord) -> None:
     if type(record.requeue_count) is not int:
         raise ValueError(f"task {task_id!r}: requeue_count must be an integer, not {record.requeue_count!r}")
     for name, value in (("node_id", record.node_id), ("start_time", record.start_time),
-                        ("end_time", record.end_time), ("cached_from", record.cached_from)):  # fmt: skip
+                        ("end_time", record.end_time), ("cached_from", record.cached_from),
+                        ("transition_time", record.transition_time)):  # fmt: skip
         if value is not None and type(value) is not str:
             raise ValueError(f"task {task_id!r}: {name} must be a string or None, not {value!r}")
     if record.failure is not None:
@@ -236,7 +244,7 @@ def check_task_record(record: TaskRecord) -> None:
 
 
 def task_to_dict(record: TaskRecord) -> dict[str, Any]:
-    """A task record as JSON fields, without its id (the caller places it); the version 2 fields only when set."""
+    """A task record as JSON fields, without its id (the caller places it); the version 2 and 3 fields only when set."""
     fields = {
         "state": record.state,
         "exit_code": record.exit_code,
@@ -251,6 +259,8 @@ def task_to_dict(record: TaskRecord) -> dict[str, Any]:
         fields["cached_from"] = record.cached_from
     if record.requeue_count:
         fields["requeue_count"] = record.requeue_count
+    if record.transition_time is not None:
+        fields["transition_time"] = record.transition_time
     return fields
 
 
@@ -274,6 +284,7 @@ def task_from_dict(task_id: str, data: Any) -> TaskRecord:
         get("failure"),
         get("cached_from"),
         get("requeue_count", 0),
+        get("transition_time"),
     )
     try:
         check_task_record(record)
@@ -294,6 +305,7 @@ _TASK_FIELD_SET = frozenset(
         "failure",
         "cached_from",
         "requeue_count",
+        "transition_time",
     )
 )
 _TASK_STATE_SET = frozenset(TASK_STATES)
@@ -302,6 +314,27 @@ _TASK_RESULT_SET = frozenset(result for result in TASK_RESULTS if result is not 
 
 def state_to_dict(state: RunState) -> dict[str, Any]:
     """The JSON document of *state*, checked to be plain JSON; keys in file order."""
+    document = head_to_dict(state)
+    for task_id, record in state.tasks.items():
+        check_task_entry(task_id, record)
+    document["tasks"] = {task_id: task_to_dict(record) for task_id, record in state.tasks.items()}
+    return document
+
+
+def check_task_entry(task_id: str, record: TaskRecord) -> None:
+    """Raise ``ValueError`` unless *record* is a writable record filed under its own id."""
+    if record.task_id != task_id:
+        raise ValueError(f"tasks[{task_id!r}] holds the record of task {record.task_id!r}")
+    check_task_record(record)
+
+
+def head_to_dict(state: RunState) -> dict[str, Any]:
+    """The JSON document of *state* without its tasks, checked to be plain JSON; keys in file order.
+
+    Apart from :func:`state_to_dict` so that a writer holding the tasks' text
+    already (see :class:`batchflow.state.store.StateStore`) checks and encodes
+    only this small part again.
+    """
     for name, step in state.steps.items():
         if step.status not in STEP_STATUSES:
             raise ValueError(f"step {name!r}: status must be one of {', '.join(STEP_STATUSES)}")
@@ -309,10 +342,6 @@ def state_to_dict(state: RunState) -> dict[str, Any]:
     if not isinstance(state.resources, dict):
         raise ValueError(f"resources must be a dict, not {type(state.resources).__name__}")
     check_plain_json(state.resources, "resources")
-    for task_id, record in state.tasks.items():
-        if record.task_id != task_id:
-            raise ValueError(f"tasks[{task_id!r}] holds the record of task {record.task_id!r}")
-        check_task_record(record)
     return {
         "version": state.version,
         "serial": state.serial,
@@ -330,7 +359,6 @@ def state_to_dict(state: RunState) -> dict[str, Any]:
             for name, s in state.steps.items()
         },
         "resources": state.resources,
-        "tasks": {task_id: task_to_dict(record) for task_id, record in state.tasks.items()},
     }
 
 
@@ -360,11 +388,30 @@ def json_head(document: dict[str, Any]) -> str:
 
 def json_tasks(tasks: dict[str, Any]) -> str:
     """The state file's text from the tasks object to the end, one line per task."""
-    if not tasks:
-        return "{}\n}\n"
     encode = _COMPACT.encode
-    lines = ",\n".join(f"    {encode(task_id)}: {encode(fields)}" for task_id, fields in tasks.items())
-    return "{\n" + lines + "\n  }\n}\n"
+    return json_task_lines([task_line(task_id, encode(fields)) for task_id, fields in tasks.items()])
+
+
+def json_task_lines(lines: list[str]) -> str:
+    """The state file's text from the tasks object to the end, from each task's :func:`task_line`."""
+    if not lines:
+        return "{}\n}\n"
+    return "{\n" + ",\n".join(lines) + "\n  }\n}\n"
+
+
+def task_line(task_id: str, fields_json: str) -> str:
+    """One task's line in the state file, from its fields as compact JSON (:func:`task_json`)."""
+    return f"    {_COMPACT.encode(task_id)}: {fields_json}"
+
+
+def task_json(record: TaskRecord) -> str:
+    """A task record's fields (:func:`task_to_dict`) as compact JSON, the form of the file and the journal."""
+    return _COMPACT.encode(task_to_dict(record))
+
+
+def journal_line(seq: int, record: TaskRecord, fields_json: str) -> str:
+    """A task journal line: ``{"n":…,"id":…,`` then the record's fields (:func:`task_json`), and a newline."""
+    return f'{{"n":{seq},"id":{_COMPACT.encode(record.task_id)},{fields_json[1:]}\n'
 
 
 def state_from_json(text: str) -> RunState:
@@ -388,12 +435,22 @@ def upgrade_v1(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def upgrade_v2(document: dict[str, Any]) -> dict[str, Any]:
-    """Version 2 is the current format: nothing to change."""
+    """Bring a version 2 document to version 3.
+
+    Version 3 added the optional task field ``transition_time``; a version 2
+    document has none (its monitor, if resumed, lists every completed task
+    once), so only the version changes.
+    """
+    return upgrade_v3(dict(document, version=3))
+
+
+def upgrade_v3(document: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 is the current format: nothing to change."""
     return document
 
 
 #: The upgrade function for each format version this code can read.
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: upgrade_v1, 2: upgrade_v2}
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: upgrade_v1, 2: upgrade_v2, 3: upgrade_v3}
 
 
 def state_from_dict(document: Any) -> RunState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from batchflow.state.model import RunState, TaskRecord, new_state, state_from_json
+from batchflow.state import store as store_module
+from batchflow.state.model import RunState, TaskRecord, new_state, set_step_status, state_from_json
 from batchflow.state.store import StateStore
 
 
@@ -72,12 +74,15 @@ def test_within_one_batch_the_last_record_of_a_task_wins(store: StateStore) -> N
     assert StateStore(store.directory).load().tasks["task-0"].state == "completed"
 
 
-def test_the_store_keeps_its_own_copy_of_a_record(store: StateStore) -> None:
-    record = TaskRecord("task-0", state="running")
+def test_a_recorded_task_changes_only_through_the_journal(store: StateStore) -> None:
+    failure = {"category": "usererror", "code": "FailureExitCode", "message": "exit 1"}
+    record = TaskRecord("task-0", state="completed", exit_code=1, result="failure", failure=failure)
     store.record_tasks([record])
-    record.state = "completed"  # the caller reuses its object
-    assert store.state.tasks["task-0"].state == "running"
-    assert store.record_tasks([record]) == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.state = "running"  # type: ignore[misc]
+    failure["message"] = "changed by the caller afterwards"
+    store.compact()
+    assert StateStore(store.directory).load().tasks["task-0"].failure["message"] == "exit 1"
 
 
 def test_a_truncated_last_line_is_ignored(store: StateStore) -> None:
@@ -194,6 +199,37 @@ def test_recording_a_transition_writes_the_same_bytes_whatever_the_run_size(tmp_
     )
     after = store.state_path.stat()
     assert (after.st_ino, after.st_mtime_ns, after.st_size) == (snapshot.st_ino, snapshot.st_mtime_ns, snapshot.st_size)
+
+
+def test_a_snapshot_after_a_poll_encodes_only_the_records_that_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner saves the state at every step boundary; a poll changes a few of 20,000 tasks."""
+    encoded: list[str] = []
+    real_task_json = store_module.task_json
+
+    def counting_task_json(record: TaskRecord) -> str:
+        encoded.append(record.task_id)
+        return real_task_json(record)
+
+    monkeypatch.setattr(store_module, "task_json", counting_task_json)
+    store = StateStore(tmp_path / "run")
+    state = make_state(20_000)
+    store.save(state)
+    assert len(encoded) == 20_000
+    for poll in range(3):
+        encoded.clear()
+        done = [
+            TaskRecord(f"task-{poll * 10 + i}", state="completed", exit_code=0, result="success") for i in range(10)
+        ]
+        store.record_tasks(done)
+        set_step_status(state, "tasks", ("running", "done")[poll % 2])
+        assert store.save(state) is True
+        assert sorted(encoded) == sorted(r.task_id for r in done), "each changed record encoded once, no other"
+    on_disk = StateStore(store.directory).load()
+    assert on_disk == state
+    assert on_disk.tasks["task-29"].state == "completed"
+    assert state_from_json(store.state_path.read_text()) == state
 
 
 RECORDER = """

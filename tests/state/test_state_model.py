@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -48,6 +49,7 @@ def full_state() -> RunState:
         node_id="node-1",
         start_time="2026-01-01T00:00:00Z",
         end_time="2026-01-01T00:00:05Z",
+        transition_time="2026-01-01T00:00:05.123456Z",
     )
     state.tasks["task-1"] = TaskRecord(
         "task-1",
@@ -75,7 +77,7 @@ def test_round_trip_keeps_every_field_and_order() -> None:
     assert list(back.tasks) == ["task-0", "task-1", "tâche-ü"]
     # The hand-laid-out text is still ordinary JSON with the documented fields.
     document = json.loads(text)
-    assert document["version"] == FORMAT_VERSION == 2
+    assert document["version"] == FORMAT_VERSION == 3
     assert document["batchflow_version"] == __version__
     assert set(document) >= {
         "version",
@@ -161,7 +163,7 @@ def test_a_version_1_file_reads_and_a_cached_task_round_trips() -> None:
     assert old.version == FORMAT_VERSION
     assert all(record.cached_from is None for record in old.tasks.values())
     state = full_state()
-    state.tasks["task-0"].cached_from = "topwords-0123456789"
+    state.tasks["task-0"] = dataclasses.replace(state.tasks["task-0"], cached_from="topwords-0123456789")
     back = state_from_json(state_to_json(state))
     assert back.tasks["task-0"].cached_from == "topwords-0123456789"
     assert "cached_from" not in state_to_dict(state)["tasks"]["task-1"]

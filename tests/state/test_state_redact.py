@@ -106,6 +106,23 @@ def test_record_tasks_refuses_a_secret_and_writes_nothing(store: StateStore) -> 
     assert store.state.tasks == {}
 
 
+def test_save_refuses_a_secret_in_a_task_placed_in_the_state_directly(store: StateStore) -> None:
+    """Saves reuse the text of the tasks recorded before; a task that is new to the store is still checked."""
+    store.record_tasks([TaskRecord("t0", state="running")])
+    store.compact()
+    state = store.state
+    failure = {"message": f"resource file {SAS_URL} not found"}
+    state.tasks["t1"] = TaskRecord("t1", state="completed", exit_code=1, result="failure", failure=failure)
+    for _ in range(2):  # refused again: a line that was refused is not kept as checked
+        with pytest.raises(ValueError, match="refusing to write .*state.json.*SAS signature"):
+            store.save(state)
+    state.tasks["t1"] = TaskRecord(
+        "t1", state="completed", exit_code=1, result="failure", failure={"message": redact_secrets(failure["message"])}
+    )
+    assert store.save(state) is True
+    assert find_secrets(store.state_path.read_text()) == []
+
+
 def test_nothing_written_by_a_run_contains_a_secret(store: StateStore) -> None:
     """Everything the store writes, scanned the way the end-to-end tests will scan .batchflow/."""
     failure = {"message": redact_secrets(f"resource file {SAS_URL} not found")}
