@@ -6,7 +6,10 @@ in a temporary BATCHFLOW_HOME): an apply of N no-op tasks (``true``) on a pool
 with as many nodes as cores, and ``seq N | xargs -P<cores>`` running the same
 rendered command line. Prints the wall times and their ratio, the CPU the
 apply process used per task, and what the monitor's watching cost (polls,
-listing requests, task records fetched per task). Asserts nothing.
+listing requests, task records fetched per task). Then the CPU of
+``batchflow validate`` of the same file (starting Python, loading and
+rendering the workflow), and the apply's CPU net of it: what running the
+steps cost. Asserts nothing.
 
     .venv/bin/python benchmarks/apply_throughput.py [--tasks 500 2000] [--output json]
 """
@@ -66,6 +69,19 @@ def run_apply(workflow: Path, env: dict[str, str]) -> tuple[float, float, int]:
     return wall, usage.ru_utime + usage.ru_stime, process.returncode
 
 
+def validate_cpu(workflow: Path, env: dict[str, str]) -> float:
+    """CPU seconds (user + system) of ``batchflow validate`` of the workflow: the loading an apply starts with."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "batchflow", "validate", str(workflow)],
+        env=env,
+        cwd=workflow.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, _, usage = os.wait4(process.pid, 0)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_xargs(count: int, cores: int) -> float:
     started = time.perf_counter()
     subprocess.run(
@@ -116,6 +132,7 @@ def main() -> int:
                     print(f"apply of {count} tasks exited {code}", file=sys.stderr)
                     return 1
                 watched = monitor_summary(folder)
+                loading = validate_cpu(workflow, env)
                 baseline = run_xargs(count, cores)
                 rows.append(
                     {
@@ -127,6 +144,8 @@ def main() -> int:
                         "polls": watched.get("polls"),
                         "listing_requests": watched.get("listings"),
                         "records_per_task": round(watched.get("records_listed", 0) / count, 3),
+                        "validate_cpu_ms_per_task": round(loading * 1000 / count, 3),
+                        "apply_cpu_net_of_validate_ms_per_task": round((cpu - loading) * 1000 / count, 3),
                     }
                 )
         finally:
@@ -136,11 +155,12 @@ def main() -> int:
         return 0
     print(f"cores: {cores}; apply of N no-op tasks on {cores} node(s) against seq N | xargs -P{cores}")
     header = f"{'tasks':>7} {'apply s':>8} {'xargs s':>8} {'apply/xargs':>11} {'CPU ms/task':>11} {'polls':>6} {'listings':>8} {'records/task':>12}"
-    print(header)
+    print(header + f" {'validate CPU ms/task':>20} {'net CPU ms/task':>15}")
     for r in rows:
         print(
             f"{r['tasks']:>7} {r['apply_s']:>8} {r['xargs_s']:>8} {r['ratio_apply_over_xargs']:>11} "
             f"{r['apply_cpu_ms_per_task']:>11} {r['polls']:>6} {r['listing_requests']:>8} {r['records_per_task']:>12}"
+            f" {r['validate_cpu_ms_per_task']:>20} {r['apply_cpu_net_of_validate_ms_per_task']:>15}"
         )
     return 0
 

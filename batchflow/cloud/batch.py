@@ -4,22 +4,36 @@ Everything goes through ``azure.batch.BatchClient`` (azure-batch 15.x). The
 conversion functions take a :class:`SasIssuer` so that container references
 become URLs with SAS tokens only here, at the moment a request is built:
 the tokens go to the service and nowhere else.
+
+The two calls made once per task, adding tasks and listing completed ones,
+carry the REST API's JSON through the SDK's own operations and pipeline
+instead of SDK models: building, serialising and reading back one model per
+task cost more CPU than everything else an apply of many tasks did.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from azure.batch import models
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    map_error,
+)
 from azure.core.rest import HttpRequest
 
-from batchflow.cloud.errors import describe, error_code, service_errors
+from batchflow.cloud.errors import error_code, service_errors
 from batchflow.cloud.targets import Target
+from batchflow.durations import to_iso8601
 from batchflow.errors import RunFailed
 from batchflow.model import spec
 from batchflow.state.redact import redact_secrets
@@ -39,44 +53,72 @@ class SasIssuer(Protocol):
     def blob_sas_url(self, container: str, blob: str, expiry: datetime) -> str: ...
 
 
+#: The REST API's ``uploadCondition`` for each ``upload_on`` of the workflow.
+UPLOAD_CONDITIONS = {"success": "tasksuccess", "failure": "taskfailure", "completion": "taskcompletion"}
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value: the REST API, like the SDK's models, leaves out what is None."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 @dataclass(frozen=True)
 class Urls:
-    """A SAS issuer and the expiry every token of one request batch gets."""
+    """A SAS issuer and the expiry every token of one request batch gets.
+
+    Each URL is signed once per batch: thousands of tasks reading the same
+    script or writing to the same container share one token instead of
+    signing one each.
+    """
 
     issuer: SasIssuer
     expiry: datetime
+    _signed: dict[tuple[str, ...], str] = field(default_factory=dict, init=False, compare=False, repr=False)
 
-    def resource_file(self, resource: spec.ResourceFile) -> models.ResourceFile:
+    def container_url(self, container: str, access: Any) -> str:
+        """The container's URL with a SAS for ``access`` (``read`` or ``write``)."""
+        key = ("container", container, access)
+        if key not in self._signed:
+            self._signed[key] = self.issuer.container_sas_url(container, access, self.expiry)
+        return self._signed[key]
+
+    def blob_url(self, container: str, blob: str) -> str:
+        """One blob's URL with a read SAS."""
+        key = ("blob", container, blob)
+        if key not in self._signed:
+            self._signed[key] = self.issuer.blob_sas_url(container, blob, self.expiry)
+        return self._signed[key]
+
+    def resource_file(self, resource: spec.ResourceFile) -> dict[str, Any]:
+        """The REST API's ``ResourceFile`` (JSON) for ``resource``."""
         mode = resource.mode
         if resource.url:
-            return models.ResourceFile(http_url=resource.url, file_path=resource.path, file_mode=mode)
+            return _present(httpUrl=resource.url, filePath=resource.path, fileMode=mode)
         assert resource.container
         if resource.blob is not None:
-            url = self.issuer.blob_sas_url(resource.container, resource.blob, self.expiry)
-            return models.ResourceFile(http_url=url, file_path=resource.path or resource.blob, file_mode=mode)
-        url = self.issuer.container_sas_url(resource.container, "read", self.expiry)
-        return models.ResourceFile(
-            storage_container_url=url, blob_prefix=resource.prefix or None, file_path=resource.path, file_mode=mode
+            url = self.blob_url(resource.container, resource.blob)
+            return _present(httpUrl=url, filePath=resource.path or resource.blob, fileMode=mode)
+        url = self.container_url(resource.container, "read")
+        return _present(
+            storageContainerUrl=url, blobPrefix=resource.prefix or None, filePath=resource.path, fileMode=mode
         )
 
-    def output_file(self, output: spec.OutputFile) -> models.OutputFile:
-        conditions = {
-            "success": models.OutputFileUploadCondition.TASK_SUCCESS,
-            "failure": models.OutputFileUploadCondition.TASK_FAILURE,
-            "completion": models.OutputFileUploadCondition.TASK_COMPLETION,
+    def output_file(self, output: spec.OutputFile) -> dict[str, Any]:
+        """The REST API's ``OutputFile`` (JSON) for ``output``."""
+        url = self.container_url(output.container, "write")
+        return {
+            "filePattern": output.pattern,
+            "destination": {"container": _present(containerUrl=url, path=output.path)},
+            "uploadOptions": {"uploadCondition": UPLOAD_CONDITIONS[output.upload_on]},
         }
-        url = self.issuer.container_sas_url(output.container, "write", self.expiry)
-        return models.OutputFile(
-            file_pattern=output.pattern,
-            destination=models.OutputFileDestination(
-                container=models.OutputFileBlobContainerDestination(container_url=url, path=output.path)
-            ),
-            upload_options=models.OutputFileUploadConfiguration(upload_condition=conditions[output.upload_on]),
-        )
 
 
 def _environment(values: dict[str, str]) -> list[models.EnvironmentSetting] | None:
     return [models.EnvironmentSetting(name=k, value=v) for k, v in values.items()] or None
+
+
+def _environment_json(values: dict[str, str]) -> list[dict[str, str]] | None:
+    return [{"name": k, "value": v} for k, v in values.items()] or None
 
 
 def start_task_of(pool: spec.Pool, urls: Urls) -> models.BatchStartTask | None:
@@ -87,7 +129,7 @@ def start_task_of(pool: spec.Pool, urls: Urls) -> models.BatchStartTask | None:
         elevation = models.ElevationLevel.ADMIN if st.elevation == "admin" else models.ElevationLevel.NON_ADMIN
         start_task = models.BatchStartTask(
             command_line=st.command_line,
-            resource_files=[urls.resource_file(r) for r in st.resource_files] or None,
+            resource_files=[models.ResourceFile(urls.resource_file(r)) for r in st.resource_files] or None,
             environment_settings=_environment(st.environment),
             user_identity=models.UserIdentity(
                 auto_user=models.AutoUserSpecification(scope=models.AutoUserScope.POOL, elevation_level=elevation)
@@ -140,37 +182,41 @@ def job_options(job: spec.Job, pool_id: str, metadata: dict[str, str]) -> models
     )
 
 
-def task_options(task: spec.Task, urls: Urls) -> models.BatchTaskCreateOptions:
-    """The add-task request for one task, with its SAS URLs filled in."""
+def task_body(task: spec.Task, urls: Urls) -> dict[str, Any]:
+    """The add-task request for one task as the REST API's JSON (``BatchTaskCreateOptions``), with its SAS URLs."""
     environment = dict(task.environment)
     for variable in task.container_urls:
-        environment[variable.variable] = urls.issuer.container_sas_url(variable.container, variable.access, urls.expiry)
+        environment[variable.variable] = urls.container_url(variable.container, variable.access)
     constraints = None
     if task.max_wall_clock or task.retention or task.retries is not None:
-        constraints = models.BatchTaskConstraints(
-            max_wall_clock_time=task.max_wall_clock, retention_time=task.retention, max_task_retry_count=task.retries
+        constraints = _present(
+            maxWallClockTime=to_iso8601(task.max_wall_clock) if task.max_wall_clock is not None else None,
+            retentionTime=to_iso8601(task.retention) if task.retention is not None else None,
+            maxTaskRetryCount=task.retries,
         )
     depends_on = None
     if task.depends_on_ids or task.depends_on_ranges:
-        depends_on = models.BatchTaskDependencies(
-            task_ids=list(task.depends_on_ids) or None,
-            task_id_ranges=[models.BatchTaskIdRange(start=a, end=b) for a, b in task.depends_on_ranges] or None,
+        depends_on = _present(
+            taskIds=list(task.depends_on_ids) or None,
+            taskIdRanges=[{"start": a, "end": b} for a, b in task.depends_on_ranges] or None,
         )
-    return models.BatchTaskCreateOptions(
+    return _present(
         id=task.id,
-        display_name=task.display_name,
-        command_line=task.command_line,
-        resource_files=[urls.resource_file(r) for r in task.resource_files] or None,
-        output_files=[urls.output_file(o) for o in task.output_files] or None,
-        environment_settings=_environment(environment),
+        displayName=task.display_name,
+        commandLine=task.command_line,
+        resourceFiles=[urls.resource_file(r) for r in task.resource_files] or None,
+        outputFiles=[urls.output_file(o) for o in task.output_files] or None,
+        environmentSettings=_environment_json(environment),
         constraints=constraints,
-        required_slots=task.required_slots if task.required_slots != 1 else None,
-        depends_on=depends_on,
+        requiredSlots=task.required_slots if task.required_slots != 1 else None,
+        dependsOn=depends_on,
     )
 
 
 #: The fields the monitor reads of a completed task (REST names).
 _COMPLETED_FIELDS = "id,state,stateTransitionTime,executionInfo,nodeInfo"
+#: The exception an error status raises, as in the SDK's generated operations.
+_ERROR_TYPES = {401: ClientAuthenticationError, 404: ResourceNotFoundError, 409: ResourceExistsError}
 
 
 def _time(text: str | None) -> datetime | None:
@@ -179,19 +225,29 @@ def _time(text: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class CompletedTask:
-    """What a run records of a completed task, read from the service's JSON."""
+    """What a run records of a completed task, read from the service's JSON.
+
+    Times are kept as the service wrote them (ISO 8601): the run records them as
+    text, and parsing and printing three times per task would be most of the cost
+    of reading a listing.
+    """
 
     id: str
     state: str
-    state_transition_time: datetime | None
+    state_transition_time: str | None
     exit_code: int | None
     result: str | None
     failure_info: dict[str, Any] | None  # category, code, message
     retry_count: int
     requeue_count: int
-    start_time: datetime | None
-    end_time: datetime | None
+    start_time: str | None
+    end_time: str | None
     node_id: str | None
+
+    @property
+    def changed_at(self) -> datetime | None:
+        """``state_transition_time`` as a time, to compare with the listing's watermark."""
+        return _time(self.state_transition_time)
 
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> CompletedTask:
@@ -199,14 +255,14 @@ class CompletedTask:
         return cls(
             id=item["id"],
             state=item.get("state") or "completed",
-            state_transition_time=_time(item.get("stateTransitionTime")),
+            state_transition_time=item.get("stateTransitionTime"),
             exit_code=info.get("exitCode"),
             result=info.get("result"),
             failure_info=info.get("failureInfo"),
             retry_count=info.get("retryCount") or 0,
             requeue_count=info.get("requeueCount") or 0,
-            start_time=_time(info.get("startTime")),
-            end_time=_time(info.get("endTime")),
+            start_time=info.get("startTime"),
+            end_time=info.get("endTime"),
             node_id=(item.get("nodeInfo") or {}).get("nodeId"),
         )
 
@@ -316,8 +372,7 @@ class BatchService:
     def task_ids(self, job_id: str, state: str | None = None) -> set[str]:
         """The ids of the job's tasks, or of those in ``state`` (one listing, ids only)."""
         with service_errors(f"listing the tasks of job {job_id}"):
-            found = self.client.list_tasks(job_id, select=["id"], filter=f"state eq '{state}'" if state else None)
-            return {t.id for t in found}
+            return {item["id"] for item in self._listed_tasks(job_id, f"state eq '{state}'" if state else None, "id")}
 
     def delete_task(self, job_id: str, task_id: str) -> None:
         with service_errors(f"deleting task {task_id}"):
@@ -326,29 +381,70 @@ class BatchService:
             except ResourceNotFoundError:
                 pass
 
-    def add_tasks(self, job_id: str, tasks: Sequence[models.BatchTaskCreateOptions]) -> None:
-        """Add tasks; the SDK sends 100 per request, ``ADD_CONCURRENCY`` requests at a time,
-        and counts an existing task as added."""
-        try:
-            with service_errors(f"adding tasks to job {job_id}"):
-                self.client.create_tasks(job_id, list(tasks), max_concurrency=ADD_CONCURRENCY)
-        except RunFailed as failure:
-            error = failure.__cause__
-            if not isinstance(error, models.CreateTasksError):
-                raise
-            if error.failure_tasks:
-                first = error.failure_tasks[0]
-                code = getattr(first.error, "code", None) or first.status
-                message = getattr(getattr(first.error, "message", None), "value", None) or ""
+    def add_tasks(self, job_id: str, tasks: Sequence[dict[str, Any]]) -> None:
+        """Add tasks (:func:`task_body` JSON): ``ADD_CHUNK`` per request, ``ADD_CONCURRENCY`` requests at a time.
+
+        What the SDK's ``create_tasks`` does, without its models: a task that
+        already exists counts as added (a resumed run sends again what a killed
+        one may have added), a task the service could not add for a passing
+        reason (``servererror``) is sent again, a request too large for the
+        service is split, and any other refusal fails the step, naming the task.
+        """
+        pending = list(tasks)
+        for _ in range(ADD_ATTEMPTS):
+            chunks = [pending[start : start + ADD_CHUNK] for start in range(0, len(pending), ADD_CHUNK)]
+            pool = ThreadPoolExecutor(ADD_CONCURRENCY)
+            try:
+                with service_errors(f"adding tasks to job {job_id}"):
+                    outcomes = list(pool.map(lambda chunk: self._add_chunk(job_id, chunk), chunks))
+            finally:
+                # On a failure or Ctrl-C, the requests in flight finish and the others are not sent.
+                pool.shutdown(wait=True, cancel_futures=True)
+            refused = [failure for _, failures in outcomes for failure in failures]
+            if refused:
+                first = refused[0]
+                error = first.get("error") or {}
+                message = (error.get("message") or {}).get("value") or ""
                 raise RunFailed(
                     redact_secrets(
-                        f"adding task {first.task_id} to job {job_id} failed: {code}: "
-                        f"{message.splitlines()[0] if message else ''}"
-                        + (f" ({len(error.failure_tasks) - 1} more failed)" if len(error.failure_tasks) > 1 else "")
+                        f"adding task {first.get('taskId')} to job {job_id} failed: "
+                        f"{error.get('code') or first.get('status')}: {message.splitlines()[0] if message else ''}"
+                        + (f" ({len(refused) - 1} more failed)" if len(refused) > 1 else "")
                     )
-                ) from error
-            detail = describe(error.errors[0]) if error.errors else "unknown error"
-            raise RunFailed(f"adding tasks to job {job_id} failed: {detail}") from error
+                )
+            pending = [task for again, _ in outcomes for task in again]
+            if not pending:
+                return
+        raise RunFailed(
+            f"adding tasks to job {job_id} failed: the service answered servererror for {len(pending)} task(s) "
+            f"{ADD_ATTEMPTS} times; run the same command again to add them"
+        )
+
+    def _add_chunk(self, job_id: str, chunk: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Send one add-collection request; return the tasks to send again and the results that refuse a task.
+
+        The SDK's own operation builds and sends the request; ``stream=True``
+        makes it hand back the answer's bytes rather than a model per task.
+        """
+        try:
+            answer = self.client.create_task_collection(job_id, {"value": chunk}, stream=True)
+        except HttpResponseError as error:
+            if error_code(error) != "RequestBodyTooLarge" or len(chunk) == 1:
+                raise
+            half = len(chunk) // 2
+            first, second = self._add_chunk(job_id, chunk[:half]), self._add_chunk(job_id, chunk[half:])
+            return first[0] + second[0], first[1] + second[1]
+        results = json.loads(b"".join(answer)).get("value") or []
+        statuses = {result.get("taskId"): result for result in results}
+        again, refused = [], []
+        for task in chunk:
+            result = statuses.get(task["id"]) or {"status": "servererror"}
+            status = str(result.get("status")).lower()
+            if status == "servererror":
+                again.append(task)
+            elif status != "success" and (result.get("error") or {}).get("code") != "TaskExists":
+                refused.append(result)
+        return again, refused
 
     def task_counts(self, job_id: str) -> models.BatchTaskCounts:
         with service_errors(f"reading the task counts of job {job_id}"):
@@ -356,27 +452,37 @@ class BatchService:
 
     def completed_tasks(self, job_id: str, since: datetime | None = None) -> Iterator[CompletedTask]:
         """The completed tasks, with what the run records of them; with ``since``, only those
-        whose state changed at or after that time (the service's clock).
-
-        Read as JSON through the SDK client's own pipeline (``send_request``: the same
-        authentication, retries and logging), not as SDK models: building a ``BatchTask``
-        model per task cost more CPU than all the rest of watching a run.
-        """
+        whose state changed at or after that time (the service's clock)."""
         query = "state eq 'completed'"
         if since is not None:
             query += f" and stateTransitionTime ge datetime'{odata_time(since)}'"
-        params = {"api-version": self.client._config.api_version, "$filter": query, "$select": _COMPLETED_FIELDS}
-        request: HttpRequest | None = HttpRequest("GET", f"/jobs/{quote(job_id, safe='')}/tasks", params=params)
         with service_errors(f"listing the completed tasks of job {job_id}"):
-            while request is not None:
-                response = self.client.send_request(request)
-                if response.status_code != 200:
-                    raise HttpResponseError(response=response)
-                page = response.json()
-                for item in page.get("value") or []:
-                    yield CompletedTask.from_json(item)
-                next_link = page.get("odata.nextLink")
-                request = HttpRequest("GET", next_link) if next_link else None
+            for item in self._listed_tasks(job_id, query, _COMPLETED_FIELDS):
+                yield CompletedTask.from_json(item)
+
+    def _listed_tasks(self, job_id: str, query: str | None, fields: str) -> Iterator[dict[str, Any]]:
+        """The job's tasks that match the OData ``query`` (all with None), with ``fields`` only, as JSON.
+
+        Read through the SDK client's own pipeline (``send_request``: the same
+        authentication, retries and logging), not as SDK models: building a ``BatchTask``
+        model per task cost more CPU than all the rest of watching a run. Streamed, so
+        that the pipeline hands over the bytes instead of decoding the JSON a second time.
+        """
+        params = {"api-version": self.client._config.api_version, "$select": fields}
+        if query:
+            params["$filter"] = query
+        request: HttpRequest | None = HttpRequest("GET", f"/jobs/{quote(job_id, safe='')}/tasks", params=params)
+        while request is not None:
+            response = self.client.send_request(request, stream=True)
+            body = response.read()
+            if response.status_code != 200:
+                # The exceptions the SDK's own operations raise, so that errors read the same.
+                map_error(response.status_code, response, _ERROR_TYPES)
+                raise HttpResponseError(response=response)
+            page = json.loads(body)
+            yield from page.get("value") or []
+            next_link = page.get("odata.nextLink")
+            request = HttpRequest("GET", next_link) if next_link else None
 
     def task_file(self, job_id: str, task_id: str, path: str) -> bytes | None:
         with service_errors(f"reading {path} of task {task_id}"):
@@ -423,6 +529,10 @@ class BatchService:
 #: Add-collection requests in flight at once: the service takes each in about the time the
 #: client needs to build the next, so a few in parallel keep both busy.
 ADD_CONCURRENCY = 4
+#: Tasks per add-collection request: the most the Batch service takes in one.
+ADD_CHUNK = 100
+#: How often tasks the service answers ``servererror`` for are sent before the step fails.
+ADD_ATTEMPTS = 5
 
 
 def odata_time(moment: datetime) -> str:

@@ -58,6 +58,8 @@ def _resource(resource: ResourceFile, names: dict[str, str]) -> ResourceFile:
 
 
 def _task(task: Task, names: dict[str, str]) -> Task:
+    if not (task.resource_files or task.output_files or task.container_urls or task.outputs):
+        return task  # names no container: nothing to rename, and a sweep of such tasks is copied for nothing
     return dataclasses.replace(
         task,
         resource_files=tuple(_resource(r, names) for r in task.resource_files),

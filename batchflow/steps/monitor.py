@@ -6,12 +6,21 @@ and then only those whose state changed at or after the latest change already
 seen (``stateTransitionTime ge``, on the service's own clock, so the client's
 clock never matters). Tasks that share that latest timestamp come back once
 more and are dropped as already known; only transitions reach the journal.
+Locally, where polls come every ``LOCAL_POLL_SECONDS`` so that the end is
+noticed at once, listings wait ``LOCAL_LISTING_SECONDS`` for each other, except
+the one at the end.
 
 A listing can lag behind the counts, so a task may turn up with a time older
 than one already seen. The monitor counts the completed tasks it has listed:
 when that falls short of the service's count, it lists again from
-``LOOKBACK`` earlier, and when that is still short, everything completed. The
-first poll after a start or a resume lists everything completed, once.
+``LOOKBACK`` earlier, and when that is still short, everything completed.
+
+The state keeps each completed task's ``stateTransitionTime`` with its
+record, so the watermark is as durable as the records it covers and never
+ahead of them. A monitor resumed after a kill counts the tasks recorded as
+completed in this job as listed and goes on from the newest of their times:
+it fetches what changed since, not every completed task again. Only the
+first monitor of a job, with nothing recorded yet, lists from the start.
 """
 
 from __future__ import annotations
@@ -33,12 +42,25 @@ POOL_CHECK_SECONDS = 15.0
 LOOKBACK = timedelta(minutes=2)
 #: The local service answers a poll in about a millisecond, so it is polled this often at most.
 LOCAL_POLL_SECONDS = 0.2
+#: Locally, completed tasks are listed at most this often. The counts, read at every poll,
+#: notice the end at once; the records only have to reach the state, and each listing costs
+#: the runner a request whatever it returns.
+LOCAL_LISTING_SECONDS = 1.0
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
+def _iso(text: str | None) -> str | None:
+    """A time from the service as the state writes times: UTC to the millisecond, with a ``Z``.
+
+    The service writes UTC with a ``Z`` and at least milliseconds (Azure sends seven
+    digits), which only needs cutting; any other form goes through ``datetime``.
+    """
+    if not text:
         return None
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if len(text) >= 24 and text[-1] == "Z" and text[19] == "." and text[20:23].isdigit():
+        return text[:23] + "Z"
+    return (
+        datetime.fromisoformat(text).astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def record_of(task: CompletedTask) -> TaskRecord:
@@ -63,19 +85,44 @@ def record_of(task: CompletedTask) -> TaskRecord:
         end_time=_iso(task.end_time),
         failure=failure,
         requeue_count=task.requeue_count,
+        transition_time=task.state_transition_time,
     )
 
 
 class _CompletedListing:
-    """The completed tasks of one job, listed incrementally; see the module's docstring."""
+    """The completed tasks of one job, listed incrementally; see the module's docstring.
 
-    def __init__(self, ctx: RunContext, ours: set[str]) -> None:
+    ``job_created`` (the job's creation time, on the service's clock) resumes
+    from the tasks the state recorded as completed in this job; without it,
+    the first listing lists everything completed.
+    """
+
+    def __init__(self, ctx: RunContext, ours: set[str], job_created: datetime | None = None) -> None:
         self.ctx = ctx
         self.ours = ours
-        self.seen: set[str] = set()  # our tasks listed as completed since this monitor started
-        self.since: datetime | None = None  # the latest stateTransitionTime listed
+        self.seen: set[str] = set()  # our tasks known to be completed in this job
+        self.since: datetime | None = None  # the latest stateTransitionTime known
         self.requests = 0
         self.records = 0
+        if job_created is not None:
+            self._resume(job_created)
+
+    def _resume(self, job_created: datetime) -> None:
+        """Count what the state recorded as completed in this job as listed, and go on from its newest time.
+
+        A record older than the job comes from an earlier job of the same id,
+        deleted since (a retry, or a job made anew): this job's counts do not
+        include it, so counting it would hide a task the listing has not shown yet.
+        """
+        for record in self.ctx.state.tasks.values():
+            if record.state != "completed" or record.transition_time is None:
+                continue
+            moment = datetime.fromisoformat(record.transition_time)
+            if moment < job_created or record.task_id.lower() not in self.ours:
+                continue
+            self.seen.add(record.task_id.lower())
+            if self.since is None or moment > self.since:
+                self.since = moment
 
     def catch_up(self, completed: int) -> None:
         """List what completed since the last call, until ``completed`` tasks are accounted for."""
@@ -91,10 +138,9 @@ class _CompletedListing:
         records = []
         for task in self.ctx.batch.completed_tasks(self.ctx.workflow.job.id, since):
             self.records += 1
-            if task.state_transition_time is not None and (
-                self.since is None or task.state_transition_time > self.since
-            ):
-                self.since = task.state_transition_time
+            changed_at = task.changed_at
+            if changed_at is not None and (self.since is None or changed_at > self.since):
+                self.since = changed_at
             if task.id.lower() in self.ours:
                 self.seen.add(task.id.lower())
                 records.append(record_of(task))
@@ -110,11 +156,14 @@ def run(ctx: RunContext) -> dict[str, Any]:
     outside = total - in_job
     timeout = ctx.workflow.monitor.timeout.total_seconds()
     interval = ctx.workflow.monitor.poll_interval.total_seconds()
+    listing_gap = 0.0
     if ctx.batch.is_local:
         interval = min(interval, LOCAL_POLL_SECONDS)
+        listing_gap = LOCAL_LISTING_SECONDS
     deadline = time.monotonic() + timeout
-    listing = _CompletedListing(ctx, {t.id.lower() for t in ctx.workflow.tasks})
+    listing = _CompletedListing(ctx, {t.id.lower() for t in ctx.workflow.tasks}, _job_created(ctx))
     known_completed = -1
+    next_listing = 0.0
     polls = 0
     progress = ctx.report.progress("tasks", total, "task")
     next_pool_check = time.monotonic() + POOL_CHECK_SECONDS
@@ -122,9 +171,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
         while True:
             counts = ctx.batch.task_counts(job_id)
             polls += 1
-            if counts.completed != known_completed:
+            finished = counts.completed >= in_job and counts.active == 0 and counts.running == 0
+            if counts.completed != known_completed and (finished or time.monotonic() >= next_listing):
                 listing.catch_up(counts.completed)
                 known_completed = counts.completed
+                next_listing = time.monotonic() + listing_gap
                 ctx.checkpoint()
             if ctx.store.journal_length > total:
                 ctx.store.compact()  # keep the journal short during a long watch
@@ -132,7 +183,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
                 outside + counts.completed,
                 f"{counts.running} running, {counts.active} waiting, {counts.failed} failed",
             )
-            if counts.completed >= in_job and counts.active == 0 and counts.running == 0:
+            if finished:
                 break
             if counts.running == 0 and counts.active and time.monotonic() > next_pool_check:
                 # Nothing runs: make sure the pool is still there, or this would wait out the timeout.
@@ -170,6 +221,17 @@ def run(ctx: RunContext) -> dict[str, Any]:
         note += f", {missing_outputs} of them exited 0 without their declared outputs"
     ctx.report.note(note)
     return summary
+
+
+def _job_created(ctx: RunContext) -> datetime | None:
+    """When the job was created, if the state recorded completed tasks a resumed listing can start from.
+
+    Asked only then: a first attempt has nothing to resume, and saves the request.
+    """
+    if not any(r.state == "completed" and r.transition_time for r in ctx.state.tasks.values()):
+        return None
+    job = ctx.batch.get_job(ctx.workflow.job.id)
+    return job.creation_time if job is not None else None
 
 
 def check_declared_outputs(ctx: RunContext) -> int:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from batchflow.cloud.batch import enum_value, task_options
+from batchflow.cloud.batch import enum_value, task_body
 from batchflow.errors import BatchflowError
 from batchflow.model.spec import Task
 from batchflow.runner.cache import BlobListing, choose
@@ -22,7 +22,7 @@ from batchflow.steps.context import RunContext
 #: Tasks are given fresh tokens on resume when theirs expire within this time.
 TOKEN_SLACK = timedelta(minutes=10)
 
-#: Tasks built and sent per round; the SDK splits each round into requests of 100.
+#: Tasks built and sent per round; ``BatchService.add_tasks`` splits each round into requests of 100.
 #: Rounds bound memory (SAS URLs are made per round) and give progress.
 ROUND = 1000
 
@@ -48,7 +48,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             urls = ctx.urls()
             expiry = expiry or urls.expiry
             chunk = missing[start : start + ROUND]
-            ctx.batch.add_tasks(job_id, [task_options(t, urls) for t in chunk])
+            ctx.batch.add_tasks(job_id, [task_body(t, urls) for t in chunk])
             progress.update(start + len(chunk))
             ctx.checkpoint()
     finally:
@@ -159,6 +159,6 @@ def refresh_tokens(ctx: RunContext, summary: dict[str, Any]) -> int:
         chunk = stale[start : start + ROUND]
         for task in chunk:
             ctx.batch.delete_task(job_id, task.id)
-        ctx.batch.add_tasks(job_id, [task_options(t, urls) for t in chunk])
+        ctx.batch.add_tasks(job_id, [task_body(t, urls) for t in chunk])
     summary["tokens_expire"] = urls.expiry.isoformat()
     return len(stale)

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from batchflow.state import StateStore
 from tests.e2e.harness import Batchflow
 
 SWEEP = """\
@@ -80,3 +81,35 @@ def test_a_kill_while_watching_loses_no_task(batchflow: Batchflow) -> None:
     assert resumed.returncode == 0, resumed.stderr
     check_every_task_recorded_once(batchflow.cwd, marker, 80)
     assert len(marker.read_text().split()) == 80  # the resume adopted the tasks; none ran twice
+
+
+def completed_in_state(folder: Path) -> set[str]:
+    """The tasks the run's state (snapshot and journal) records as completed, read as a resumed apply reads it."""
+    runs = list(folder.glob(".batchflow/*/state.json"))
+    if not runs:
+        return set()
+    state = StateStore(runs[0].parent).load()
+    return {task_id for task_id, record in state.tasks.items() if record.state == "completed"}
+
+
+def test_a_resumed_monitor_fetches_only_what_changed_after_the_kill(batchflow: Batchflow) -> None:
+    workflow, marker = sweep(batchflow.cwd, 80, nodes="dedicated: 1")
+    process = batchflow.start("apply", str(workflow))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(completed_in_state(batchflow.cwd)) < 30:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    assert state_of(batchflow.cwd)["steps"]["monitor"]["status"] == "running"
+    recorded = completed_in_state(batchflow.cwd)
+    assert 30 <= len(recorded) < 80, len(recorded)
+
+    resumed = batchflow.run("apply", str(workflow))
+    assert resumed.returncode == 0, resumed.stderr
+    check_every_task_recorded_once(batchflow.cwd, marker, 80)
+    assert len(marker.read_text().split()) == 80  # adopted, none ran twice
+    watched = state_of(batchflow.cwd)["steps"]["monitor"]["summary"]
+    # The resumed monitor fetched the tasks that completed after the kill (plus, per listing, those
+    # sharing the newest time already known), not every completed task again.
+    changed_after_kill = 80 - len(recorded)
+    assert watched["records_listed"] <= changed_after_kill + 2 * watched["listings"], (watched, len(recorded))

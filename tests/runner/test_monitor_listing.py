@@ -12,20 +12,24 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
+import pytest
+
 from batchflow.cloud.batch import CompletedTask
-from batchflow.steps.monitor import LOOKBACK, _CompletedListing
+from batchflow.state import TaskRecord
+from batchflow.steps.monitor import LOOKBACK, _CompletedListing, record_of
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 
 
-def task(task_id: str, seconds: float) -> CompletedTask:
+def task(task_id: str, seconds: float, exit_code: int = 0) -> CompletedTask:
     moment = T0 + timedelta(seconds=seconds)
+    result = "success" if exit_code == 0 else "failure"
     return CompletedTask.from_json(
         {
             "id": task_id,
             "state": "completed",
             "stateTransitionTime": moment.isoformat(),
-            "executionInfo": {"retryCount": 0, "requeueCount": 0, "exitCode": 0, "result": "success"},
+            "executionInfo": {"retryCount": 0, "requeueCount": 0, "exitCode": exit_code, "result": result},
         }
     )
 
@@ -40,9 +44,7 @@ class ScriptedService:
 
     def completed_tasks(self, job_id: str, since: datetime | None = None):  # noqa: ANN201
         self.queries.append(since)
-        return [
-            t for t in self.tasks if t.id not in self.hidden and (since is None or t.state_transition_time >= since)
-        ]
+        return [t for t in self.tasks if t.id not in self.hidden and (since is None or t.changed_at >= since)]
 
 
 class Store:
@@ -54,10 +56,21 @@ class Store:
             self.recorded[record.task_id] = record
 
 
-def listing_of(service: ScriptedService, ids: list[str]) -> tuple[_CompletedListing, Store]:
+def listing_of(
+    service: ScriptedService,
+    ids: list[str],
+    recorded: list[TaskRecord] = (),  # type: ignore[assignment]
+    job_created: datetime | None = None,
+) -> tuple[_CompletedListing, Store]:
+    """A listing of job ``job`` holding ``ids``; ``recorded`` is what the run's state holds (a resume)."""
     store = Store()
-    ctx = SimpleNamespace(batch=service, store=store, workflow=SimpleNamespace(job=SimpleNamespace(id="job")))
-    return _CompletedListing(ctx, {i.lower() for i in ids}), store  # type: ignore[arg-type]
+    ctx = SimpleNamespace(
+        batch=service,
+        store=store,
+        state=SimpleNamespace(tasks={r.task_id: r for r in recorded}),
+        workflow=SimpleNamespace(job=SimpleNamespace(id="job")),
+    )
+    return _CompletedListing(ctx, {i.lower() for i in ids}, job_created), store  # type: ignore[arg-type]
 
 
 def test_each_poll_fetches_only_what_changed_since_the_last() -> None:
@@ -107,3 +120,45 @@ def test_when_looking_back_is_not_enough_everything_is_listed() -> None:
     listing.catch_up(2)
     assert set(store.recorded) == {"old", "new"}
     assert service.queries[-1] is None
+
+
+def test_a_resumed_listing_goes_on_from_the_newest_time_the_state_recorded() -> None:
+    service = ScriptedService()
+    service.tasks = [task("a", 1), task("b", 2), task("c", 3)]
+    # What the killed monitor recorded: a and b, with their times.
+    recorded = [record_of(task("a", 1)), record_of(task("b", 2))]
+    listing, store = listing_of(service, ["a", "b", "c"], recorded, job_created=T0)
+    listing.catch_up(3)
+    assert service.queries == [T0 + timedelta(seconds=2)], "not a listing of every completed task"
+    assert "c" in store.recorded
+    assert listing.records == 2  # c, and b once more for sharing the newest time
+
+
+def test_a_task_rerun_in_a_job_made_anew_is_not_taken_for_its_old_record() -> None:
+    service = ScriptedService()
+    # x failed in an earlier job of the same id; that job was deleted and x added to this one again.
+    old_failure = record_of(task("x", -10, exit_code=1))
+    service.tasks = [task("x", 5), task("y", 6)]
+    service.hidden = {"x"}  # completed at 5, but the listing lags
+    listing, store = listing_of(service, ["x", "y", "z"], [old_failure], job_created=T0)
+    listing.catch_up(2)
+    service.hidden = set()
+    service.tasks.append(task("z", 7))
+    listing.catch_up(3)
+    assert store.recorded["x"].result == "success"
+
+
+@pytest.mark.parametrize(
+    ("sent", "recorded"),
+    [
+        ("2026-11-25T04:06:35.5900660Z", "2026-11-25T04:06:35.590Z"),  # Azure: seven digits
+        ("2026-11-25T04:06:35.59Z", "2026-11-25T04:06:35.590Z"),
+        ("2026-11-25T04:06:35Z", "2026-11-25T04:06:35.000Z"),
+        ("2026-11-25T05:06:35.590066+01:00", "2026-11-25T04:06:35.590Z"),
+    ],
+)
+def test_task_times_are_recorded_in_utc_to_the_millisecond(sent: str, recorded: str) -> None:
+    listed = {"id": "a", "state": "completed", "stateTransitionTime": sent, "executionInfo": {"startTime": sent}}
+    record = record_of(CompletedTask.from_json(listed))
+    assert record.start_time == recorded
+    assert record.transition_time == sent, "kept as the service wrote it, for the next listing's filter"
