@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _READABLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
@@ -31,6 +32,7 @@ SCHEMA_PATTERN = (
 HINT = "use a duration such as 90s, 20m, 2h, 1h30m, 7d or ISO 8601 (PT20M)"
 
 
+@lru_cache(maxsize=1024)  # a sweep of 100,000 tasks gives each the same few durations
 def parse_duration(text: str) -> timedelta:
     """Return the :class:`~datetime.timedelta` that ``text`` means.
 
@@ -52,6 +54,7 @@ def parse_duration(text: str) -> timedelta:
     raise ValueError(f"{text!r} is not a duration: {HINT}")
 
 
+@lru_cache(maxsize=1024)
 def format_duration(delta: timedelta) -> str:
     """Print ``delta`` in the readable form, largest units first: ``1h30m``."""
     total = delta.total_seconds()

@@ -25,17 +25,46 @@ class Reporter(Protocol):
     def warning(self, path: Path, message: str, *, key: bool = False) -> None: ...
 
 
-def run(data: dict[str, Any], uploads: list[UploadFile], tasks: list[dict[str, Any]], report: Reporter) -> None:
-    """Run every check on the rendered workflow ``data`` and the rendered ``tasks``."""
+def run(
+    data: dict[str, Any],
+    uploads: list[UploadFile],
+    tasks: list[dict[str, Any]],
+    report: Reporter,
+    varying: Iterable[Path] | None = None,
+) -> None:
+    """Run every check on the rendered workflow ``data`` and the rendered ``tasks``.
+
+    ``varying`` holds the paths of the task template's strings, the only values that
+    differ between tasks (None: any may); checks of what no template string can
+    change look at the first task only.
+    """
     declared = _declared_containers(data, report)
+    naming = _tasks_naming_containers(tasks, varying)
     if _containers_readable(data):
-        _container_references(data, tasks, declared, report)
+        _container_references(data, naming, declared, report)
     _upload_targets(uploads, data, report)
     _files_in_has_uploads(data, uploads, declared, report)
     _task_ids(tasks, report)
-    _cleanup_keeps_outputs(data, tasks, declared, report)
+    _cleanup_keeps_outputs(data, naming, declared, report)
     _pool_has_nodes(data, report)
     _outputs_have_a_container(data, tasks, report)
+
+
+#: The parts of a task that name containers, and the keys within them that decide which and how.
+_CONTAINER_PARTS = frozenset({"resource_files", "output_files", "container_urls", "outputs"})
+_CONTAINER_KEYS = frozenset({"container", "access"})
+
+
+def _tasks_naming_containers(tasks: list[dict[str, Any]], varying: Iterable[Path] | None) -> list[dict[str, Any]]:
+    """The tasks whose container references must be read: all when a template string can change
+    one (a container, an access, or a whole list, item or mapping that holds them), else the first."""
+    if varying is None:
+        return tasks
+    for path in varying:
+        inner = path[2:]  # below ("tasks", "template")
+        if inner and inner[0] in _CONTAINER_PARTS and (len(inner) <= 2 or inner[-1] in _CONTAINER_KEYS):
+            return tasks
+    return tasks[:1]
 
 
 def _outputs_have_a_container(data: dict[str, Any], tasks: list[dict[str, Any]], report: Reporter) -> None:
@@ -100,8 +129,7 @@ def _references(data: dict[str, Any], tasks: list[dict[str, Any]]) -> Iterable[t
     policies = _as_dict(data.get("cleanup")).get("containers")
     for name in _as_dict(policies):
         yield ("cleanup", "containers", name), name
-    # Rendered tasks share the template's paths; the first task names them all
-    # unless containers are templated per task, so look at every task.
+    # Rendered tasks share the template's paths: each is reported once, whichever task names it.
     template = ("tasks", "template")
     for task in tasks:
         for index, resource in enumerate(_as_list(task.get("resource_files"))):
@@ -166,21 +194,23 @@ def _files_in_has_uploads(
 
 def _task_ids(tasks: list[dict[str, Any]], report: Reporter) -> None:
     where = ("tasks", "template", "id")
-    first_index: dict[str, int] = {}
+    ids = [task_id for task_id in (task.get("id") for task in tasks) if isinstance(task_id, str)]
+    match = _BATCH_ID.match
+    invalid = [task_id for task_id in ids if not match(task_id)]
+    # Batch compares task ids without regard to case.
+    known = {task_id.lower() for task_id in ids}
     duplicates: list[str] = []
-    invalid = []
-    for index, task in enumerate(tasks):
-        task_id = task.get("id")
-        if not isinstance(task_id, str):
-            continue
-        if not _BATCH_ID.match(task_id):
-            invalid.append(task_id)
-        # Batch compares task ids without regard to case.
-        key = task_id.lower()
-        if key in first_index:
-            duplicates.append(f"{task_id!r} (tasks {first_index[key]} and {index})")
-        else:
-            first_index[key] = index
+    if len(known) < len(ids):
+        first_index: dict[str, int] = {}
+        for index, task in enumerate(tasks):
+            task_id = task.get("id")
+            if not isinstance(task_id, str):
+                continue
+            key = task_id.lower()
+            if key in first_index:
+                duplicates.append(f"{task_id!r} (tasks {first_index[key]} and {index})")
+            else:
+                first_index[key] = index
     if invalid:
         report.error(
             where,
@@ -190,11 +220,12 @@ def _task_ids(tasks: list[dict[str, Any]], report: Reporter) -> None:
     if duplicates:
         shown = ", ".join(duplicates[:3]) + (f" and {len(duplicates) - 3} more" if len(duplicates) > 3 else "")
         report.error(where, f"task ids must be unique; duplicated: {shown}. Put {{{{ index }}}} in the id")
-    known = set(first_index)
     for task in tasks:
         depends = task.get("depends_on")
-        ids = depends if isinstance(depends, list) else _as_dict(depends).get("ids", [])
-        for index, other in enumerate(_as_list(ids)):
+        if not depends:
+            continue
+        ids_named = depends if isinstance(depends, list) else _as_dict(depends).get("ids", [])
+        for index, other in enumerate(_as_list(ids_named)):
             if isinstance(other, str) and other.lower() not in known:
                 path = ("tasks", "template", "depends_on") + ((index,) if isinstance(depends, list) else ("ids", index))
                 report.error(path, f"task {task.get('id')!r} depends on {other!r}, which no task has as its id")

@@ -7,7 +7,9 @@ The pipeline, in order:
 3. render every template outside ``tasks.template`` (``templating``);
 4. validate against the JSON Schema (``schema``);
 5. expand the upload globs, then render the task template once per element
-   of ``tasks.for_each`` and validate each rendered task;
+   of ``tasks.for_each`` and validate each rendered task (whole until one is
+   valid, then only the values its template strings filled in: see
+   :class:`batchflow.model.schema.RenderedLeaves`);
 6. run the checks a schema cannot express (``checks``);
 7. build the frozen dataclasses (``spec``).
 
@@ -30,8 +32,9 @@ from typing import Any
 from batchflow.diagnostics import Diagnostic, sort_key
 from batchflow.durations import parse_duration
 from batchflow.errors import UsageError, WorkflowError
+from batchflow.longlived import collector_paused
 from batchflow.model import checks, schema, spec, variable_types
-from batchflow.model.templating import Renderer
+from batchflow.model.templating import Renderer, TreeTemplate
 from batchflow.model.variables import Origin, collect
 from batchflow.model.yamlfile import ParsedFile, Positions, parse_text
 
@@ -81,6 +84,17 @@ def load_workflow(
     :param cwd: the folder relative download destinations resolve against; default the current one.
     :raises WorkflowError: with every error found, in file order.
     """
+    with collector_paused():
+        return _load(path, assignments, vars_files, environ, cwd)
+
+
+def _load(
+    path: str | os.PathLike[str],
+    assignments: Sequence[str],
+    vars_files: Sequence[str | os.PathLike[str]],
+    environ: Mapping[str, str] | None,
+    cwd: str | os.PathLike[str] | None,
+) -> LoadResult:
     display = str(path)
     parsed = _read(Path(path), display)
     diagnostics = _Diagnostics(parsed.positions)
@@ -115,9 +129,9 @@ def load_workflow(
 
     base_dir = Path(path).resolve().parent
     uploads = _expand_uploads(rendered, data, base_dir, diagnostics) if ("uploads",) not in broken else []
-    tasks_data = _render_tasks(rendered, uploads, renderer, parsed.positions, diagnostics)
+    tasks_data, varying = _render_tasks(rendered, uploads, renderer, parsed.positions, diagnostics)
 
-    checks.run(rendered, uploads, tasks_data, diagnostics)
+    checks.run(rendered, uploads, tasks_data, diagnostics, varying)
     errors = [d for d in diagnostics if d.severity == "error"]
     if not errors:
         # After an error, rendering may have stopped before a variable's use.
@@ -258,14 +272,17 @@ def _render_tasks(
     renderer: Renderer,
     positions: Positions,
     diagnostics: _Diagnostics,
-) -> list[dict[str, Any]]:
-    """Render the task template once per element of ``for_each``; report each problem once."""
+) -> tuple[list[dict[str, Any]], frozenset[Path_] | None]:
+    """Render the task template once per element of ``for_each``; report each problem once.
+
+    Returns the rendered tasks and the paths of the template's strings, where they differ.
+    """
     tasks = data.get("tasks")
     if not isinstance(tasks, dict) or not isinstance(tasks.get("template"), dict):
-        return []
+        return [], None
     for_each = tasks.get("for_each")
     if not isinstance(for_each, dict) or any(d.path[:2] == ("tasks", "for_each") for d in diagnostics):
-        return []
+        return [], None
     template = tasks["template"]
     seen: set[tuple[Path_, str]] = set()
 
@@ -274,17 +291,28 @@ def _render_tasks(
             seen.add((path, message))
             diagnostics.error(path, message)
 
+    compiled = TreeTemplate(template, TEMPLATE)
+    leaves: schema.RenderedLeaves | None = None
+    whole_checked = False
     rendered_tasks = []
     for element in _factory(for_each, uploads):
-        task, templated = renderer.with_variables(element).render_tree(template, TEMPLATE, once)
-        for diagnostic in _validate(
-            task, templated, positions, _Diagnostics(positions), definition="task", at=TEMPLATE
-        ):
+        task = compiled.render(renderer, once, element)
+        if leaves is not None and leaves.valid(task):
+            rendered_tasks.append(task)
+            continue
+        found = _validate(
+            task, set(compiled.templated), positions, _Diagnostics(positions), definition="task", at=TEMPLATE
+        )
+        for diagnostic in found:
             if (diagnostic.path, diagnostic.message) not in seen:
                 seen.add((diagnostic.path, diagnostic.message))
                 diagnostics.append(diagnostic)
+        if not found and not whole_checked:
+            # One task is valid as a whole: the others need only their rendered values checked.
+            whole_checked = True
+            leaves = schema.leaf_validator("task", compiled.templated, TEMPLATE, compiled.text_paths)
         rendered_tasks.append(task)
-    return rendered_tasks
+    return rendered_tasks, compiled.templated
 
 
 def _duration(value: Any, default: timedelta | None = None) -> timedelta | None:
@@ -321,31 +349,52 @@ def _declared_outputs(raw: Any, default_container: str | None) -> tuple[spec.Dec
 
 
 def _task(raw: dict[str, Any], default_container: str | None = None) -> spec.Task:
-    depends = raw.get("depends_on") or []
-    ids = depends if isinstance(depends, list) else depends.get("ids", [])
-    ranges = [] if isinstance(depends, list) else depends.get("ranges", [])
-    constraints = raw.get("constraints") or {}
-    return spec.Task(
+    """The task ``raw`` (rendered and valid) describes. Absent parts are skipped, not converted:
+    this runs once per task of a sweep."""
+    get = raw.get
+    depends = get("depends_on")
+    ids: Any = ()
+    ranges: Any = ()
+    if depends:
+        ids = depends if isinstance(depends, list) else depends.get("ids", ())
+        ranges = () if isinstance(depends, list) else depends.get("ranges", ())
+    constraints = get("constraints")
+    resources = get("resource_files")
+    outputs = get("output_files")
+    urls = get("container_urls")
+    environment = get("environment")
+    declared = get("outputs")
+    return spec.make(
+        spec.Task,
         id=raw["id"],
         command=raw["command"],
-        display_name=raw.get("display_name"),
-        resource_files=tuple(_resource_file(r) for r in raw.get("resource_files") or []),
+        display_name=get("display_name"),
+        resource_files=tuple(_resource_file(r) for r in resources) if resources else (),
         output_files=tuple(
-            spec.OutputFile(o["pattern"], o["container"], o.get("path"), o.get("upload_on", "success"))
-            for o in raw.get("output_files") or []
-        ),
+            spec.make(
+                spec.OutputFile,
+                pattern=o["pattern"],
+                container=o["container"],
+                path=o.get("path"),
+                upload_on=o.get("upload_on", "success"),
+            )
+            for o in outputs
+        )
+        if outputs
+        else (),
         container_urls=tuple(
-            spec.ContainerUrl(name, value["container"], value.get("access", "write"))
-            for name, value in (raw.get("container_urls") or {}).items()
-        ),
-        environment=_environment(raw.get("environment")),
-        max_wall_clock=_duration(constraints.get("max_wall_clock")),
-        retention=_duration(constraints.get("retention")),
-        retries=raw.get("retries"),
-        required_slots=raw.get("required_slots", 1),
+            spec.ContainerUrl(name, value["container"], value.get("access", "write")) for name, value in urls.items()
+        )
+        if urls
+        else (),
+        environment=_environment(environment) if environment else {},
+        max_wall_clock=_duration(constraints.get("max_wall_clock")) if constraints else None,
+        retention=_duration(constraints.get("retention")) if constraints else None,
+        retries=get("retries"),
+        required_slots=get("required_slots", 1),
         depends_on_ids=tuple(ids),
         depends_on_ranges=tuple((r["from"], r["to"]) for r in ranges),
-        outputs=_declared_outputs(raw.get("outputs"), default_container),
+        outputs=_declared_outputs(declared, default_container) if declared else (),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -185,3 +186,175 @@ def _one_of(error: ValidationError, positions: Positions, at: Path, at_value: An
                     "one of: " + ", ".join(target.get("enum", [])) if "enum" in target else _expected_types(target)
                 )
     return [at_value(f"expected {' or '.join(k for k in kinds if k)}, got {_describe(error.instance)}")]
+
+
+#: Keywords whose verdict on a mapping or list does not depend on the values inside it, only on its keys
+#: and length: a value under them can be checked alone against its own subschema.
+_LOCAL_KEYWORDS = frozenset(
+    {
+        "type",
+        "properties",
+        "additionalProperties",
+        "required",
+        "items",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "propertyNames",
+    }
+)
+#: Keywords that only annotate: descriptions, defaults, and this schema's own ``x-`` hints.
+_ANNOTATIONS = frozenset({"description", "title", "default", "examples", "$comment"})
+_STRING_CHECKS = frozenset({"type", "pattern", "minLength", "maxLength"})
+
+
+class RenderedLeaves:
+    """Validates trees rendered from one template by looking only at what rendering filled in.
+
+    A sweep renders its task template once per task, and the rendered tasks
+    differ only at the template strings' paths. Once one rendered task is valid
+    as a whole, another is valid when each of its rendered values is valid
+    against the subschema at its path, provided no keyword above those paths
+    judges a mapping or list by the values inside it (``oneOf`` between
+    branches of one type, ``uniqueItems``, ``if``...). :func:`leaf_validator`
+    returns None for such a template, and the caller validates every tree
+    whole. :meth:`valid` says only yes or no: on a no, the caller validates
+    the tree whole, which also gives the diagnostics.
+    """
+
+    def __init__(self, checks: list[tuple[Path, Any]]) -> None:
+        self._checks = checks
+
+    def valid(self, data: Any) -> bool:
+        """Whether ``data`` is valid, on the premise above; coerces a templated number where a string is
+        wanted (as :func:`batchflow.model.load` does after a full validation)."""
+        for path, check in self._checks:
+            parent = data
+            for part in path[:-1]:
+                parent = parent[part]
+            value = parent[path[-1]]
+            ok, coerced = check(value)
+            if not ok:
+                return False
+            if coerced is not value:
+                parent[path[-1]] = coerced
+        return True
+
+
+def leaf_validator(
+    definition: str, paths: frozenset[Path], at: Path, text_paths: frozenset[Path] = frozenset()
+) -> RenderedLeaves | None:
+    """A :class:`RenderedLeaves` for the values at ``paths`` (absolute; ``at`` is the tree's own path)
+    of trees checked against ``$defs/<definition>``, or None when the schema above them forbids it.
+
+    The values at ``text_paths`` are known to be strings (text around a template always
+    renders to text), so where the schema asks for nothing but a string they are not looked at.
+    """
+    validator = _validator(definition)
+    root = load_schema()
+    checks = []
+    for path in sorted(paths, key=repr):
+        relative = path[len(at) :]
+        schema: Any = root["$defs"][definition]
+        for part in relative:
+            schema = _child_schema(root, schema, part)
+            if schema is None:
+                return None
+        resolved = _resolved(root, schema)
+        if path in text_paths and resolved is not None and _only_a_string(resolved):
+            continue
+        checks.append((relative, _value_check(root, schema, validator)))
+    return RenderedLeaves(checks)
+
+
+def _only_a_string(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "string" and all(key == "type" or _annotation(key) for key in schema)
+
+
+def _resolved(root: dict[str, Any], schema: Any) -> Any:
+    """``schema`` with each ``$ref`` followed, when what sits beside the ``$ref`` only annotates; else None."""
+    while isinstance(schema, dict) and "$ref" in schema:
+        if any(not _annotation(key) for key in schema if key != "$ref"):
+            return None
+        ref = schema["$ref"]
+        if not isinstance(ref, str) or not ref.startswith("#/$defs/"):
+            return None
+        schema = root["$defs"].get(ref.removeprefix("#/$defs/"))
+    return schema if isinstance(schema, dict) else None
+
+
+def _annotation(keyword: str) -> bool:
+    return keyword in _ANNOTATIONS or keyword.startswith("x-")
+
+
+def _child_schema(root: dict[str, Any], schema: Any, part: Any) -> Any:
+    """The subschema for the value under key or index ``part`` of a value ``schema`` describes, or None
+    when that value cannot be judged alone."""
+    schema = _resolved(root, schema)
+    if schema is None:
+        return None
+    container = "object" if isinstance(part, str) else "array"
+    if "oneOf" in schema or "anyOf" in schema:
+        # Branches told apart by type: only the one of the container's type can match,
+        # since the container itself is not a template and so is the same in every tree.
+        branches = schema.get("oneOf", schema.get("anyOf"))
+        if set(schema) - {"oneOf", "anyOf"} - {k for k in schema if _annotation(k)}:
+            return None
+        resolved = [_resolved(root, branch) for branch in branches]
+        if any(branch is None or "type" not in branch for branch in resolved):
+            return None
+        matching = [b for b in resolved if container in ([b["type"]] if isinstance(b["type"], str) else b["type"])]
+        if len(matching) != 1:
+            return None
+        schema = matching[0]
+    if any(key not in _LOCAL_KEYWORDS and not _annotation(key) for key in schema):
+        return None
+    if container == "object":
+        if part in (schema.get("properties") or {}):
+            return schema["properties"][part]
+        extra = schema.get("additionalProperties")
+        return extra if isinstance(extra, dict) else None
+    items = schema.get("items")
+    return items if isinstance(items, dict) else None
+
+
+def _value_check(root: dict[str, Any], schema: Any, validator: jsonschema.Draft202012Validator) -> Any:
+    """A function of one value returning (valid, the value as coerced) against ``schema``."""
+    resolved = _resolved(root, schema)
+    types = (resolved or {}).get("type")
+    types = [types] if isinstance(types, str) else types or []
+    wants_text = "string" in types
+
+    def coerce(value: Any) -> Any:
+        if wants_text and isinstance(value, (int, float, bool)):
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        return value
+
+    if resolved is not None and types == ["string"] and all(k in _STRING_CHECKS or _annotation(k) for k in resolved):
+        pattern = re.compile(resolved["pattern"]) if "pattern" in resolved else None
+        shortest, longest = resolved.get("minLength", 0), resolved.get("maxLength")
+
+        def check_text(value: Any) -> tuple[bool, Any]:
+            if type(value) is not str:
+                value = coerce(value)
+                if not isinstance(value, str):
+                    return False, value
+            size = len(value)
+            return (
+                shortest <= size
+                and (longest is None or size <= longest)
+                and (pattern is None or pattern.search(value) is not None),
+                value,
+            )
+
+        return check_text
+    alone = validator.evolve(schema=schema)
+
+    def check(value: Any) -> tuple[bool, Any]:
+        if alone.is_valid(value):
+            return True, value
+        value = coerce(value)
+        return alone.is_valid(value), value
+
+    return check

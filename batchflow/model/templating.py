@@ -22,6 +22,8 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import jinja2.sandbox
+from jinja2 import nodes
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 Path = tuple
@@ -93,6 +95,46 @@ def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """One template string, compiled once and run against any :class:`jinja2.runtime.Context`."""
+
+    names: frozenset[str]  # the variables it refers to
+    template: jinja2.Template
+    single: bool  # a lone ``{{ expression }}``: the value keeps its type
+
+    def run(self, context: Context) -> Any:
+        """Render against ``context``; what the template set at its top level is cleared afterwards.
+
+        A lone expression is compiled as ``{% set result = expression %}`` (as
+        Jinja's own ``compile_expression`` does), so its value is read back
+        from the context instead of being turned into text.
+        """
+        if self.template.blocks:
+            # Blocks are looked up in the context, so this template needs one of its own.
+            context = self.template.new_context(context.parent, shared=True)
+        if not self.single:
+            text = "".join(self.template.root_render_func(context))
+            if context.vars:
+                _forget(context)
+            return text
+        try:
+            for _ in self.template.root_render_func(context):
+                pass
+            value = context.vars["result"]
+        finally:
+            _forget(context)
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # raises UndefinedError with Jinja's own message
+        return value
+
+
+def _forget(context: Context) -> None:
+    """Drop what a template set at its top level, so that the next template run in ``context`` does not see it."""
+    context.vars.clear()
+    context.exported_vars.clear()
+
+
 @dataclass
 class Renderer:
     """Renders strings and whole trees with one set of variables, and records which names were used."""
@@ -100,31 +142,23 @@ class Renderer:
     variables: dict[str, Any]
     env: SandboxedEnvironment = field(default_factory=make_environment)
     used: set[str] = field(default_factory=set)
-    #: Compiled templates by source text, shared by :meth:`with_variables` copies:
-    #: a 10,000-task sweep compiles each template string once, not 10,000 times.
-    compiled: dict[str, tuple[set[str], Callable[..., Any]]] = field(default_factory=dict)
+    #: Compiled templates by source text: a 10,000-task sweep compiles each
+    #: template string once, not 10,000 times.
+    compiled: dict[str, _Compiled] = field(default_factory=dict)
 
-    def with_variables(self, extra: dict[str, Any]) -> Renderer:
-        """A renderer that also sees ``extra``, sharing this one's cache and used-name record."""
-        return Renderer({**self.variables, **extra}, self.env, self.used, self.compiled)
-
-    def _compile(self, text: str) -> tuple[set[str], Callable[..., Any]]:
+    def _compile(self, text: str) -> _Compiled:
         entry = self.compiled.get(text)
         if entry is None:
-            names = self.referenced(text)
-            single = _SINGLE_EXPRESSION.match(text)
-            if single:
-                expression = self.env.compile_expression(single.group("expr"), undefined_to_none=False)
-
-                def run(**variables: Any) -> Any:
-                    value = expression(**variables)
-                    if isinstance(value, jinja2.Undefined):
-                        str(value)  # raises UndefinedError with Jinja's own message
-                    return value
-
-                entry = (names, run)
+            names = frozenset(self.referenced(text))
+            if _SINGLE_EXPRESSION.match(text):
+                # The parsed string is one Output node: whitespace around one expression.
+                (output,) = self.env.parse(text).body
+                (expression,) = [node for node in output.nodes if not isinstance(node, nodes.TemplateData)]
+                assign = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)], lineno=1)
+                assign.set_environment(self.env)
+                entry = _Compiled(names, self.env.from_string(assign), single=True)
             else:
-                entry = (names, self.env.from_string(text).render)
+                entry = _Compiled(names, self.env.from_string(text), single=False)
             self.compiled[text] = entry
         return entry
 
@@ -135,22 +169,44 @@ class Renderer:
         except jinja2.TemplateSyntaxError:
             return set()
 
-    def render_string(self, text: str) -> Any:
-        """Render one string; a lone ``{{ expression }}`` keeps its value's type."""
+    def context(self, extra: dict[str, Any] | None = None) -> Context:
+        """A template context with this renderer's variables and ``extra``, to render many strings with.
+
+        Made once per set of variables, not once per string: making a context
+        (a copy of every variable and global) cost more than running a short template.
+        """
+        # Made as Template.new_context(..., shared=True) makes it, less the copy of the template's
+        # globals into a set, which took most of the time; rendering never reads that set.
+        parent = {**self.env.globals, **self.variables, **(extra or {})}
+        return self.env.context_class(self.env, parent, None, {})
+
+    def render_string(self, text: str, context: Context | None = None) -> Any:
+        """Render one string; a lone ``{{ expression }}`` keeps its value's type.
+
+        ``context`` (from :meth:`context`) holds the variables; default this renderer's.
+        """
         if not is_template(text):
             return text
+        if context is None:
+            context = self.context()
         try:
-            names, run = self._compile(text)
-            self.used |= names
-            return run(**self.variables)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateProblem(f"template syntax error: {exc.message}") from None
-        except jinja2.UndefinedError as exc:
-            raise TemplateProblem(f"template error: {_undefined_message(exc, self.variables)}") from None
-        except jinja2.exceptions.SecurityError as exc:
-            raise TemplateProblem(f"template refused by the sandbox: {exc}") from None
-        except Exception as exc:  # any other failure inside user template code
-            raise TemplateProblem(f"template error: {type(exc).__name__}: {exc}") from None
+            compiled = self._compile(text)
+            self.used |= compiled.names
+            return compiled.run(context)
+        except Exception as exc:
+            raise self.problem(exc, context) from None
+
+    def problem(self, exc: Exception, context: Context) -> TemplateProblem:
+        """What went wrong in a template, in the user's terms."""
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            return TemplateProblem(f"template syntax error: {exc.message}")
+        if isinstance(exc, jinja2.UndefinedError):
+            known = [name for name in context.parent if name not in self.env.globals or name in self.variables]
+            return TemplateProblem(f"template error: {_undefined_message(exc, known)}")
+        if isinstance(exc, jinja2.exceptions.SecurityError):
+            return TemplateProblem(f"template refused by the sandbox: {exc}")
+        # any other failure inside user template code
+        return TemplateProblem(f"template error: {type(exc).__name__}: {exc}")
 
     def render_tree(
         self,
@@ -163,31 +219,119 @@ class Renderer:
 
         Errors are passed to ``on_error(path, message)`` and the string is kept
         unrendered, so one bad template does not hide the others. Subtrees at
-        the paths in ``skip`` are copied untouched.
+        the paths in ``skip`` are left as they are.
         """
-        skipped = {tuple(p) for p in skip}
-        templated: set[Path] = set()
-
-        def walk(node: Any, here: Path) -> Any:
-            if here in skipped:
-                return node
-            if isinstance(node, dict):
-                return {k: walk(v, here + (k,)) for k, v in node.items()}
-            if isinstance(node, list):
-                return [walk(v, here + (i,)) for i, v in enumerate(node)]
-            if isinstance(node, str) and is_template(node):
-                templated.add(here)
-                try:
-                    return self.render_string(node)
-                except TemplateProblem as problem:
-                    on_error(here, problem.message)
-                    return node
-            return node
-
-        return walk(value, tuple(path)), templated
+        tree = TreeTemplate(value, path, skip)
+        return tree.render(self, on_error), set(tree.templated)
 
 
-def _undefined_message(exc: jinja2.UndefinedError, variables: dict[str, Any]) -> str:
+class TreeTemplate:
+    """A tree of values with template strings in it, walked once and then rendered with many sets of variables.
+
+    A sweep renders its task template once per task. Walking the template
+    again for each task, and copying what holds no template, cost more than
+    rendering: here the walk is done once and each render rebuilds only the
+    mappings and lists on the way to a template string. Everything else is
+    shared with the template and between the rendered trees, which must
+    therefore be treated as read-only except at the :attr:`templated` paths.
+    """
+
+    def __init__(self, value: Any, path: Path, skip: Iterable[Path] = ()) -> None:
+        self._skipped = {tuple(p) for p in skip}
+        self._value = value
+        self._compiled: dict[str, _Compiled] = {}
+        # The context of the last render and the names it was made for (see render).
+        self._last: tuple[Renderer, frozenset[str], Context] | None = None
+        found: dict[Path, str] = {}
+        self._build = self._builder(value, tuple(path), found)
+        #: The paths of the template strings: the only values that differ between rendered trees.
+        self.templated: frozenset[Path] = frozenset(found)
+        #: The paths of template strings that always render to text (not a lone ``{{ expression }}``).
+        self.text_paths: frozenset[Path] = frozenset(
+            p for p, text in found.items() if not _SINGLE_EXPRESSION.match(text)
+        )
+
+    def _builder(
+        self, node: Any, here: Path, found: dict[Path, str]
+    ) -> Callable[[Callable[[Path, str], Any]], Any] | None:
+        """A function that makes this node's rendered copy, or None when nothing below it is a template.
+
+        The function is given ``leaf(path, text)``, which renders one string. A
+        mapping or list is copied whole and then has its templated entries replaced.
+        """
+        if here in self._skipped:
+            return None
+        if isinstance(node, str) and is_template(node):
+            found[here] = node
+            return lambda leaf: leaf(here, node)
+        if not isinstance(node, (dict, list)):
+            return None
+        # (key or index, the string's path and text if the entry is a template string, else its builder)
+        changing: list[tuple[Any, Path | None, str | None, Any]] = []
+        for key, child in node.items() if isinstance(node, dict) else enumerate(node):
+            where = here + (key,)
+            if isinstance(child, str) and is_template(child) and where not in self._skipped:
+                found[where] = child
+                changing.append((key, where, child, None))
+            else:
+                inner = self._builder(child, where, found)
+                if inner is not None:
+                    changing.append((key, None, None, inner))
+        if not changing:
+            return None
+        make_copy = dict.copy if isinstance(node, dict) else list.copy
+
+        def build(leaf: Callable[[Path, str], Any]) -> Any:
+            copy = make_copy(node)
+            for key, where, text, inner in changing:
+                copy[key] = leaf(where, text) if inner is None else inner(leaf)
+            return copy
+
+        return build
+
+    def render(
+        self, renderer: Renderer, on_error: Callable[[Path, str], None], extra: dict[str, Any] | None = None
+    ) -> Any:
+        """The tree rendered with ``renderer``'s variables and ``extra``; a string that fails is reported
+        through ``on_error(path, message)`` and kept as it was.
+
+        Renders one after another with ``extra`` of the same names (a sweep's ``index``, ``value``...)
+        share one context, its variables updated in place: making a context per task cost as
+        much as rendering a short template.
+        """
+        if self._build is None:
+            return self._value
+        extra = extra or {}
+        last = self._last
+        if last is not None and last[0] is renderer and last[1] == extra.keys():
+            context = last[2]
+            context.parent.update(extra)
+        else:
+            context = renderer.context(extra)
+
+        def leaf(here: Path, text: str) -> Any:
+            nonlocal context
+            try:
+                compiled = self._compiled.get(text) or self._compile(renderer, text)
+                return compiled.run(context)
+            except Exception as exc:
+                on_error(here, renderer.problem(exc, context).message)
+                context = renderer.context(extra)  # a template that failed midway may have left state behind
+                return text
+
+        rendered = self._build(leaf)
+        self._last = (renderer, frozenset(extra), context)
+        return rendered
+
+    def _compile(self, renderer: Renderer, text: str) -> _Compiled:
+        """Compile one of the tree's strings, the first time it is rendered; a syntax error raises each time."""
+        compiled = renderer._compile(text)
+        renderer.used |= compiled.names
+        self._compiled[text] = compiled
+        return compiled
+
+
+def _undefined_message(exc: jinja2.UndefinedError, variables: Iterable[str]) -> str:
     import difflib
 
     message = exc.message or "undefined value"

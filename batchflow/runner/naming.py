@@ -24,7 +24,8 @@ import dataclasses
 import hashlib
 import re
 
-from batchflow.model.spec import ResourceFile, Task, Workflow
+from batchflow.longlived import collector_paused
+from batchflow.model.spec import ResourceFile, Task, Workflow, copy_with
 
 CONTAINER_MAX = 63
 ID_MAX = 64
@@ -54,18 +55,22 @@ def job_id(declared: str, run: str) -> str:
 def _resource(resource: ResourceFile, names: dict[str, str]) -> ResourceFile:
     if resource.container is None:
         return resource
-    return dataclasses.replace(resource, container=names[resource.container])
+    return copy_with(resource, container=names[resource.container])
 
 
 def _task(task: Task, names: dict[str, str]) -> Task:
     if not (task.resource_files or task.output_files or task.container_urls or task.outputs):
         return task  # names no container: nothing to rename, and a sweep of such tasks is copied for nothing
-    return dataclasses.replace(
+    return copy_with(
         task,
-        resource_files=tuple(_resource(r, names) for r in task.resource_files),
-        output_files=tuple(dataclasses.replace(o, container=names[o.container]) for o in task.output_files),
-        container_urls=tuple(dataclasses.replace(u, container=names[u.container]) for u in task.container_urls),
-        outputs=tuple(dataclasses.replace(o, container=names[o.container]) for o in task.outputs),
+        resource_files=tuple(_resource(r, names) for r in task.resource_files) if task.resource_files else (),
+        output_files=tuple(copy_with(o, container=names[o.container]) for o in task.output_files)
+        if task.output_files
+        else (),
+        container_urls=tuple(copy_with(u, container=names[u.container]) for u in task.container_urls)
+        if task.container_urls
+        else (),
+        outputs=tuple(copy_with(o, container=names[o.container]) for o in task.outputs) if task.outputs else (),
     )
 
 
@@ -75,6 +80,11 @@ def physical(workflow: Workflow, run: str) -> Workflow:
     Everything downstream (the steps, plan, destroy) works on the result and
     never sees a logical container name, so no step can touch another run's data.
     """
+    with collector_paused():
+        return _physical(workflow, run)
+
+
+def _physical(workflow: Workflow, run: str) -> Workflow:
     names = {c.name: container_name(c.name, run) for c in workflow.containers}
     pool = workflow.pool
     if pool.start_task is not None:
