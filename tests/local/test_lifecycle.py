@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from azure.batch import models
 
 from tests.conftest import task_processes, unique
@@ -77,4 +79,30 @@ def test_service_killed_and_restarted_finishes_every_task(local_services):
         assert any(task.execution_info.requeue_count >= 1 for task in tasks)
         assert client.get_pool(pool_id).current_dedicated_nodes == 2
     finally:
+        cleanup(client, job_id, pool_id)
+
+
+def test_a_restarted_service_ends_the_task_processes_a_crash_left(local_services):
+    """The service records each task process it starts; after a crash, the next one ends those still running
+    (and only those), then runs their tasks again."""
+    client = local_services.batch_client()
+    pool_id, job_id = unique("pool"), unique("job")
+    create_pool(client, pool_id, nodes=1)
+    create_job(client, job_id, pool_id)
+    stranger = subprocess.Popen(["sleep", "60"])  # not the service's: must survive the restart
+    try:
+        command = "/bin/sh -c 'if [ -e again ]; then echo second; else touch again; sleep 60; fi'"
+        client.create_task(job_id, models.BatchTaskCreateOptions(id="long", command_line=command))
+        wait_for(lambda: task_processes(local_services.home), what="the task's process")
+        left = task_processes(local_services.home)
+        local_services.kill_batch()
+        assert task_processes(local_services.home) == left, "a crash leaves its task processes running"
+        local_services.start_batch()
+        wait_for(lambda: not set(left) & set(task_processes(local_services.home)), what="the old processes to end")
+        task = wait_task(client, job_id, "long")
+        assert task.execution_info.exit_code == 0 and task.execution_info.requeue_count == 1
+        assert read_task_file(client, job_id, "long", "stdout.txt") == "second\n"
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
         cleanup(client, job_id, pool_id)

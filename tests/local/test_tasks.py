@@ -7,7 +7,15 @@ from azure.batch import models
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from tests.conftest import unique
-from tests.local.support import cleanup, create_job, create_pool, pool_and_job, wait_tasks_completed
+from tests.local.support import (
+    cleanup,
+    create_job,
+    create_pool,
+    pool_and_job,
+    wait_for,
+    wait_task,
+    wait_tasks_completed,
+)
 
 
 @pytest.fixture
@@ -103,3 +111,39 @@ def test_missing_resources_are_404(local_services):
     with pytest.raises(ResourceNotFoundError) as raised:
         client.get_pool(unique("nopool"))
     assert raised.value.error.code == "PoolNotFound"
+
+
+def test_a_node_reports_its_running_tasks_and_what_it_ran(local_services):
+    """runningTasksCount, runningTaskSlotsCount and running/idle are worked out from the runs when asked."""
+    client = local_services.batch_client()
+    with pool_and_job(client, nodes=1, pool_options={"task_slots_per_node": 3}) as (pool_id, job_id):
+        (before,) = client.list_nodes(pool_id)
+        assert before.state == models.BatchNodeState.IDLE and before.running_tasks_count == 0
+        flag = "$AZ_BATCH_NODE_SHARED_DIR/go"
+        client.create_tasks(
+            job_id,
+            [
+                models.BatchTaskCreateOptions(id="slow", command_line=f"/bin/sh -c 'while [ ! -e {flag} ]; do sleep 0.05; done'"),
+                models.BatchTaskCreateOptions(id="wide", command_line="/bin/sh -c 'sleep 0.5'", required_slots=2),
+            ],
+        )
+        busy = wait_for(
+            lambda: (n := client.get_node(pool_id, before.id)).running_tasks_count == 2 and n, what="two running tasks"
+        )
+        assert busy.state == models.BatchNodeState.RUNNING and busy.running_task_slots_count == 3
+        assert busy.state_transition_time >= before.state_transition_time
+        running = list(client.list_nodes(pool_id, filter="state eq 'running'"))
+        assert [n.id for n in running] == [before.id]
+        wait_task(client, job_id, "wide")
+        assert client.get_node(pool_id, before.id).running_task_slots_count == 1
+        open_flag = models.BatchTaskCreateOptions(id="go", command_line=f"/bin/sh -c 'touch {flag}'")
+        client.create_task(job_id, open_flag)
+        wait_tasks_completed(client, job_id)
+        after = wait_for(
+            lambda: (n := client.get_node(pool_id, before.id)).state == models.BatchNodeState.IDLE and n, what="idle"
+        )
+        assert after.running_tasks_count == after.running_task_slots_count == 0
+        assert after.total_tasks_run == after.total_tasks_succeeded == 3
+        assert {t.task_id for t in after.recent_tasks} == {"slow", "wide", "go"}
+        assert after.state_transition_time > busy.state_transition_time
+        assert list(client.list_nodes(pool_id, filter="state eq 'running'")) == []

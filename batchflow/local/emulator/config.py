@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,3 +32,9 @@ class Config:
     @property
     def nodes_dir(self) -> Path:
         return self.home / "batch" / "nodes"
+
+    @functools.cached_property
+    def nodes_text(self) -> str:
+        """:attr:`nodes_dir` as text, for the paths built once or twice per task (pathlib's joins cost more
+        than the rest of starting a no-op task)."""
+        return str(self.nodes_dir)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -35,7 +37,12 @@ _NODE_SUBDIRS = ("applications", "fsmounts", "shared", "startup", "volatile", "w
 
 def node_root(config: Config, pool_id: str, node_id: str) -> Path:
     """The folder that plays the node's ``AZ_BATCH_NODE_ROOT_DIR``."""
-    return Path(f"{config.nodes_dir}/{pool_id}/{node_id}")
+    return Path(node_root_text(config, pool_id, node_id))
+
+
+def node_root_text(config: Config, pool_id: str, node_id: str) -> str:
+    """:func:`node_root` as text: what a run keeps (paths per task are built as strings)."""
+    return f"{config.nodes_text}/{pool_id}/{node_id}"
 
 
 def make_node_dirs(root: Path) -> None:
@@ -48,8 +55,7 @@ def task_relative_dir(job_id: str, task_id: str) -> str:
     return f"workitems/{job_id}/job-1/{task_id}"
 
 
-def task_dir(root: Path, job_id: str, task_id: str) -> Path:
-    # Built as one string: pathlib's joins cost more than the rest of starting a no-op task.
+def task_dir(root: Path | str, job_id: str, task_id: str) -> Path:
     return Path(f"{root}/{task_relative_dir(job_id, task_id)}")
 
 
@@ -80,7 +86,7 @@ class Run:
     task_id: str | None
     spec: dict[str, Any]  # the task or start task, wire-shaped
     slots: int
-    root: Path
+    root: str  # the node's root folder
     env: dict[str, str]
     wall_clock: float | None = None  # seconds
     kill_reason: str | None = None
@@ -89,10 +95,11 @@ class Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @functools.cached_property
-    def dir(self) -> Path:
+    def dir(self) -> str:
+        """The run's folder (``stdout.txt``, ``stderr.txt``, ``wd``): the node's ``startup`` for a start task."""
         if self.job_id is None:
-            return self.root / "startup"
-        return task_dir(self.root, self.job_id, self.task_id or "")
+            return f"{self.root}/startup"
+        return f"{self.root}/{task_relative_dir(self.job_id, self.task_id or '')}"
 
     def kill(self, reason: str) -> None:
         """Stop the run for ``reason`` (terminate, delete, requeue, shutdown); idempotent."""
@@ -122,7 +129,7 @@ def _inherited_env() -> dict[str, str]:
 def build_env(config: Config, run: Run, is_dedicated: bool, extra: list[dict[str, Any]]) -> dict[str, str]:
     """The task environment: inherited basics, then AZ_BATCH_*, then the user's settings."""
     env = dict(_inherited_env())
-    root, folder = str(run.root), str(run.dir)
+    root, folder = run.root, run.dir
     env.update(
         {
             "AZ_BATCH_NODE_ROOT_DIR": root,
@@ -147,6 +154,41 @@ def build_env(config: Config, run: Run, is_dedicated: bool, extra: list[dict[str
         if setting.get("name"):
             env[str(setting["name"])] = str(setting.get("value") or "")
     return env
+
+
+# --- command lines -------------------------------------------------------------
+
+# A word is a run of unquoted text, backslash escapes and quoted strings; the parts of one word, one of each.
+_WORD = re.compile(r"""(?:[^ \t\r\n'"\\]+|\\.|'[^']*'|"(?:[^"\\]|\\.)*")+""", re.DOTALL)
+_PART = re.compile(r'''([^ \t\r\n'"\\]+)|\\(.)|'([^']*)'|"((?:[^"\\]|\\.)*)"''', re.DOTALL)
+_QUOTED_ESCAPE = re.compile(r'\\([\\"])')  # within double quotes, a backslash escapes only " and itself
+_BLANKS = frozenset(" \t\r\n")
+
+
+def split_command_line(text: str) -> list[str]:
+    """The words of a command line, exactly as ``shlex.split(text)`` makes them (POSIX rules, no comments).
+
+    Written with two regular expressions because ``shlex`` reads one character at a
+    time in Python, which cost a tenth of starting a no-op task. Text that does not
+    split cleanly (an unclosed quote, a trailing backslash) goes to ``shlex`` itself,
+    for its error message.
+    """
+    words = []
+    end = 0
+    for match in _WORD.finditer(text):
+        if not _BLANKS.issuperset(text[end : match.start()]):
+            return shlex.split(text)
+        end = match.end()
+        word = match.group()
+        if "'" in word or '"' in word or "\\" in word:
+            word = "".join(
+                plain or escaped or single or _QUOTED_ESCAPE.sub(r"\1", double)
+                for plain, escaped, single, double in _PART.findall(word)
+            )
+        words.append(word)
+    if not _BLANKS.issuperset(text[end:]):
+        return shlex.split(text)
+    return words
 
 
 # --- process trees -------------------------------------------------------------
@@ -180,13 +222,39 @@ def descendants(pid: int) -> list[int]:
 
 
 def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (to tell a recycled pid from ours), or None."""
+    """The kernel's start time of ``pid`` in clock ticks since boot, or None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read().decode("ascii", "replace")
     except OSError:
         return None
     return stat[stat.rfind(")") + 2 :].split()[19]
+
+
+#: How far a process's kernel start time may be from the moment :func:`started_now` was read after starting it.
+#: Pids are handed out in turn, so a pid comes back only after all the others were used: never within a second.
+_START_TOLERANCE = 0.5
+
+
+def started_now() -> str:
+    """What to record of a process started a moment ago, for :func:`is_same_process` after a crash.
+
+    The boot clock read now, rather than the process's start time read from /proc:
+    reading /proc/<pid>/stat while the process is still starting cost 0.1 ms of CPU
+    per task, and both clocks count from boot, so they agree within a clock tick.
+    """
+    return f"{time.clock_gettime(time.CLOCK_BOOTTIME):.3f}"
+
+
+def is_same_process(pid: int, recorded: str) -> bool:
+    """Whether ``pid`` is still the process :func:`started_now` (or, from older services, the exact
+    start time in ticks) was recorded for, and not another that got the pid since."""
+    ticks = process_start_time(pid)
+    if ticks is None:
+        return False
+    if "." not in recorded:
+        return ticks == recorded
+    return abs(int(ticks) / os.sysconf("SC_CLK_TCK") - float(recorded)) <= _START_TOLERANCE
 
 
 def kill_tree(pid: int) -> None:
@@ -346,7 +414,7 @@ def upload_output_files(outputs: list[dict[str, Any]], run: Run, exit_code: int)
     """Upload the output files whose condition holds; log as Batch does; return failure info or None."""
     if not outputs:
         return None
-    wd = run.dir / "wd"
+    wd = Path(run.dir, "wd")
     log_out: list[str] = []
     log_err: list[str] = []
     failure = None
@@ -380,8 +448,8 @@ def upload_output_files(outputs: list[dict[str, Any]], run: Run, exit_code: int)
             )
             log_err.append(f"failed to upload {pattern} to {url.split('?')[0]}: {error}")
             failure = failure or failure_info(code, f"Failed to upload output files matching {pattern}: {error}")
-    (run.dir / "fileuploadout.txt").write_text("\n".join(log_out) + ("\n" if log_out else ""))
-    (run.dir / "fileuploaderr.txt").write_text("\n".join(log_err) + ("\n" if log_err else ""))
+    Path(run.dir, "fileuploadout.txt").write_text("\n".join(log_out) + ("\n" if log_out else ""))
+    Path(run.dir, "fileuploaderr.txt").write_text("\n".join(log_err) + ("\n" if log_err else ""))
     return failure
 
 
@@ -390,17 +458,22 @@ def upload_output_files(outputs: list[dict[str, Any]], run: Run, exit_code: int)
 
 def execute(run: Run, config: Config, on_spawn: Callable[[int], None], on_exit: Callable[[int], None]) -> Outcome:
     """Download, run and upload for ``run``; never raises for task-level problems."""
-    wd = run.dir / "wd"
-    wd.mkdir(parents=True, exist_ok=True)
-    failure = download_resource_files(run.spec.get("resourceFiles") or [], wd, config)
+    wd = f"{run.dir}/wd"
+    try:
+        os.mkdir(run.dir)  # the usual case, in two calls instead of makedirs' dozen
+        os.mkdir(wd)
+    except OSError:  # a first task of its job on this node, or a retry that finds its folders
+        os.makedirs(wd, exist_ok=True)
+    resource_files = run.spec.get("resourceFiles")
+    failure = download_resource_files(resource_files, Path(wd), config) if resource_files else None
     if failure is not None:
-        (run.dir / "stderr.txt").write_text(failure["message"] + "\n")
-        (run.dir / "stdout.txt").write_text("")
+        Path(run.dir, "stderr.txt").write_text(failure["message"] + "\n")
+        Path(run.dir, "stdout.txt").write_text("")
         return Outcome("preprocessing", failure=failure)
     try:
-        argv = shlex.split(run.spec.get("commandLine") or "")
+        argv = split_command_line(run.spec.get("commandLine") or "")
     except ValueError as error:
-        (run.dir / "stderr.txt").write_text(f"cannot split the command line: {error}\n")
+        Path(run.dir, "stderr.txt").write_text(f"cannot split the command line: {error}\n")
         return Outcome(
             "exited",
             exit_code=2,
@@ -410,7 +483,7 @@ def execute(run: Run, config: Config, on_spawn: Callable[[int], None], on_exit: 
                 details=[{"name": "Message", "value": str(error)}],
             ),
         )
-    with open(run.dir / "stdout.txt", "wb") as stdout, open(run.dir / "stderr.txt", "wb") as stderr:
+    with open(f"{run.dir}/stdout.txt", "wb") as stdout, open(f"{run.dir}/stderr.txt", "wb") as stderr:
         with run.lock:
             if run.kill_reason is not None:
                 return Outcome("killed")

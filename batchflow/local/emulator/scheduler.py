@@ -24,6 +24,7 @@ from batchflow.local.emulator.config import Config
 from batchflow.local.emulator.faults import Faults
 from batchflow.local.emulator.noderunner import Outcome, Run
 from batchflow.local.emulator.store import Store
+from batchflow.local.emulator.workers import Workers
 
 _USABLE_NODE_STATES = ("idle", "running")
 _RECENT_TASKS = 5
@@ -85,6 +86,9 @@ class Service:
         self.start_runs: dict[str, Run] = {}  # node id -> start task run
         self._timers: list[threading.Timer] = []
         self._loop_thread: threading.Thread | None = None
+        self._threads = Workers("run")  # runs and background work (deletes, node starts)
+        # Node id -> when its runs last went from none to some or back: see live_node.
+        self._node_turned: dict[str, str] = {}
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -122,7 +126,7 @@ class Service:
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
         if self._stopping.is_set():
             return
-        threading.Thread(target=self._guarded, args=(target, *args), daemon=True).start()
+        self._threads.submit(target, *args)
 
     def _later(self, seconds: float, target: Callable[..., None], *args: Any) -> None:
         if self._stopping.is_set():
@@ -149,7 +153,7 @@ class Service:
 
     def _recover(self) -> None:
         for pid, started, _label in self.store.processes():
-            if noderunner.process_start_time(pid) == started:
+            if noderunner.is_same_process(pid, started):
                 noderunner.kill_tree(pid)
             self.store.remove_process(pid)
         for state in ("running", "preparing"):
@@ -240,7 +244,7 @@ class Service:
                     self._add_node(pool, is_dedicated, index)
                 if len(group) > wanted:
                     # Idle nodes leave first, as on Batch.
-                    group.sort(key=lambda n: (n["state"] == "running", n.get("runningTasksCount", 0)))
+                    group.sort(key=lambda n: len(self._runs_on(n["id"])))
                     leaving.extend((node, option) for node in group[wanted:])
             for node, how in leaving:
                 self._remove_node(pool_id, node, how)
@@ -314,13 +318,13 @@ class Service:
 
     def _start_start_task(self, pool: dict[str, Any], node: dict[str, Any]) -> None:
         start_task = node["startTask"]
-        root = noderunner.node_root(self.config, pool["id"], node["id"])
+        root = noderunner.node_root_text(self.config, pool["id"], node["id"])
         run = Run(pool["id"], node["id"], None, None, start_task, 0, root, {})
         run.env = noderunner.build_env(
             self.config, run, bool(node.get("isDedicated")), start_task.get("environmentSettings") or []
         )
         self.start_runs[node["id"]] = run
-        threading.Thread(target=self._execute, args=(run,), daemon=True).start()
+        self._threads.submit(self._execute, run)
 
     def _finish_start_task(self, run: Run, outcome: Outcome) -> None:
         if self.start_runs.get(run.node_id) is run:
@@ -521,17 +525,24 @@ class Service:
         self.wake()
 
     def _after_task_completed(self, job_id: str, task: dict[str, Any], outcome: Outcome) -> None:
-        job = self.store.get("jobs", job_id)
+        # Most tasks complete in an active job that asks for nothing: read it from the scheduler's view.
+        active = [j for j in self.store.in_state("jobs", "active") if _key(j["id"]) == _key(job_id)]
+        job = active[0] if active else self.store.get("jobs", job_id)
         if job is None or job["state"] not in ("active", "disabled"):
             return
         if job.get("onTaskFailure") == "performexitoptionsjobaction":
             action = exit_options(task, outcome)["jobAction"]
             if action == "terminate":
-                self.terminate_job(job, "TaskFailed")
+                self.terminate_job(self._job_to_change(job), "TaskFailed")
                 return
             if action == "disable" and job["state"] == "active":
+                job = self._job_to_change(job)
                 self.disable_job(job, "wait")
         self.check_all_complete(job)
+
+    def _job_to_change(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A copy of ``job`` of its own, to change and write (the scheduler's view is shared)."""
+        return self.store.get("jobs", job["id"]) or dict(job)
 
     def check_all_complete(self, job: dict[str, Any]) -> None:
         """With ``onAllTasksComplete=terminatejob``, end the job once no task is left to run."""
@@ -539,7 +550,7 @@ class Service:
             return
         counts = self.store.task_counts(job["id"])
         if counts and all(state == "completed" for state, _result, _n, _slots in counts):
-            self.terminate_job(job, "AllTasksComplete")
+            self.terminate_job(self._job_to_change(job), "AllTasksComplete")
 
     # --- tasks -----------------------------------------------------------------
 
@@ -613,8 +624,8 @@ class Service:
             per_node = int(pool.get("taskSlotsPerNode") or 1)
             nodes = [
                 n
-                for n in self.store.nodes(pool["id"])
-                if n["state"] in _USABLE_NODE_STATES and n.get("schedulingState", "enabled") == "enabled"
+                for n in self.store.node_summaries(pool["id"])
+                if n["state"] in _USABLE_NODE_STATES and (n["schedulingState"] or "enabled") == "enabled"
             ]
             free = {n["id"]: per_node - self._used_slots(n["id"]) for n in nodes}
             pack = ((pool.get("taskSchedulingPolicy") or {}).get("nodeFillType") or "spread") == "pack"
@@ -646,7 +657,7 @@ class Service:
     def _start_task(
         self, pool: dict[str, Any], node: dict[str, Any], job: dict[str, Any], task: dict[str, Any], slots: int
     ) -> None:
-        root = noderunner.node_root(self.config, pool["id"], node["id"])
+        root = noderunner.node_root_text(self.config, pool["id"], node["id"])
         info = task.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
         for name in ("endTime", "exitCode", "result", "failureInfo"):
             info.pop(name, None)
@@ -668,60 +679,77 @@ class Service:
             run.wall_clock = wall.total_seconds()
         settings = [*(job.get("commonEnvironmentSettings") or []), *(task.get("environmentSettings") or [])]
         run.env = noderunner.build_env(self.config, run, bool(node.get("isDedicated")), settings)
+        if not self._runs_on(node["id"]):
+            self._node_turned[node["id"]] = wire.timestamp()
         self.runs[(_key(job["id"]), _key(task["id"]))] = run
-        self._update_node_counts(pool["id"], node["id"])
-        threading.Thread(target=self._execute, args=(run,), daemon=True).start()
+        self._threads.submit(self._execute, run)
         if not node.get("isDedicated") and self.faults.preempt_now():
             self._later(self.faults.preempt_after, self.preempt, pool["id"], node["id"])
 
-    def _update_node_counts(
+    def _runs_on(self, node_id: str) -> list[Run]:
+        return [r for r in self.runs.values() if r.node_id == node_id]
+
+    def live_node(self, node: dict[str, Any]) -> dict[str, Any]:
+        """``node`` as Batch reports it: its running tasks and slots, and ``running`` or ``idle``, from the runs
+        in progress.
+
+        These change at every task start and end, so they are worked out when a client asks
+        rather than written to the node's row each time (that was a tenth of a no-op task's cost).
+        """
+        runs = self._runs_on(node["id"])
+        node = dict(node, runningTasksCount=len(runs), runningTaskSlotsCount=sum(r.slots for r in runs))
+        if node["state"] in _USABLE_NODE_STATES:
+            node["state"] = "running" if runs else "idle"
+            turned = self._node_turned.get(node["id"])
+            if turned is not None and turned > node.get("stateTransitionTime", ""):
+                node["stateTransitionTime"] = turned
+        return node
+
+    def _after_run(
         self, pool_id: str, node_id: str, finished: dict[str, Any] | None = None, succeeded: bool = False
     ) -> None:
+        """A run on the node ended (``finished`` is its task when it completed): count it, and let a node
+        that is leaving the pool go once nothing runs on it."""
+        runs = self._runs_on(node_id)
+        if not runs:
+            self._node_turned[node_id] = wire.timestamp()
         node = self.store.get_node(pool_id, node_id)
         if node is None:
             return
-        runs = [r for r in self.runs.values() if r.node_id == node_id]
-        node["runningTasksCount"] = len(runs)
-        node["runningTaskSlotsCount"] = sum(r.slots for r in runs)
-        if finished is not None:
-            node["totalTasksRun"] = int(node.get("totalTasksRun", 0)) + 1
-            node["totalTasksSucceeded"] = int(node.get("totalTasksSucceeded", 0)) + (1 if succeeded else 0)
-            recent = [t for t in node.get("recentTasks", []) if t.get("taskUrl") != finished["url"]]
-            recent.insert(
-                0,
-                {
-                    "taskUrl": finished["url"],
-                    "jobId": finished["_jobId"],
-                    "taskId": finished["id"],
-                    "taskState": finished["state"],
-                    "executionInfo": finished.get("executionInfo"),
-                },
-            )
-            node["recentTasks"] = recent[:_RECENT_TASKS]
-        if node["state"] == "running" and not runs:
-            wire.set_node_state(node, "idle")
-        elif node["state"] == "idle" and runs:
-            wire.set_node_state(node, "running")
-        elif node["state"] == "leavingpool" and not runs:
+        if node["state"] == "leavingpool" and not runs:
             self.store.delete_node(pool_id, node_id)
             self._spawn(self._remove_dir_after, noderunner.node_root(self.config, pool_id, node_id), [])
             return
+        if finished is None:
+            return
+        node["totalTasksRun"] = int(node.get("totalTasksRun", 0)) + 1
+        node["totalTasksSucceeded"] = int(node.get("totalTasksSucceeded", 0)) + (1 if succeeded else 0)
+        recent = [t for t in node.get("recentTasks", []) if t.get("taskUrl") != finished["url"]]
+        recent.insert(
+            0,
+            {
+                "taskUrl": finished["url"],
+                "jobId": finished["_jobId"],
+                "taskId": finished["id"],
+                "taskState": finished["state"],
+                "executionInfo": finished.get("executionInfo"),
+            },
+        )
+        node["recentTasks"] = recent[:_RECENT_TASKS]
         self.store.put_node(pool_id, node)
 
     def _execute(self, run: Run) -> None:
         """Thread body: run outside the lock, then record the result under it."""
         label = f"{run.pool_id}/{run.node_id}/{run.job_id or 'startup'}/{run.task_id or ''}"
+        ended: list[int] = []
 
         def spawned(pid: int) -> None:
+            started = noderunner.started_now()
             with self.lock:
-                self.store.add_process(pid, noderunner.process_start_time(pid) or "", label)
-
-        def exited(pid: int) -> None:
-            with self.lock:
-                self.store.remove_process(pid)
+                self.store.add_process(pid, started, label)
 
         try:
-            outcome = noderunner.execute(run, self.config, spawned, exited)
+            outcome = noderunner.execute(run, self.config, spawned, ended.append)
         except Exception as error:  # report as the service would, and keep going
             traceback.print_exc()
             outcome = Outcome(
@@ -731,12 +759,16 @@ class Service:
                 ),
             )
         try:
-            if not self._stopping.is_set():
-                with self.lock, self.store.transaction():
-                    if run.job_id is None:
-                        self._finish_start_task(run, outcome)
-                    else:
-                        self._finish_task(run, outcome)
+            # The process is forgotten in the same commit that records how the run ended.
+            with self.lock, self.store.transaction():
+                for pid in ended:
+                    self.store.remove_process(pid)
+                if self._stopping.is_set():
+                    pass  # the run is requeued at the next start
+                elif run.job_id is None:
+                    self._finish_start_task(run, outcome)
+                else:
+                    self._finish_task(run, outcome)
         finally:
             run.done.set()
             self.wake()
@@ -749,11 +781,11 @@ class Service:
         task = self.store.get_task(run.job_id, run.task_id)
         reason = run.kill_reason
         if task is None or reason == "delete" or task["state"] != "running":
-            self._update_node_counts(run.pool_id, run.node_id)
+            self._after_run(run.pool_id, run.node_id)
             return
         if reason in ("requeue", "shutdown"):
             self._requeue(run.job_id, task)
-            self._update_node_counts(run.pool_id, run.node_id)
+            self._after_run(run.pool_id, run.node_id)
             return
         if reason == "terminate":
             outcome = Outcome("killed", exit_code=outcome.exit_code, failure=self._ended_failure())
@@ -771,10 +803,10 @@ class Service:
             info["exitCode"] = outcome.exit_code
             wire.set_state(task, "active")
             self.store.update_task(run.job_id, task)
-            self._update_node_counts(run.pool_id, run.node_id)
+            self._after_run(run.pool_id, run.node_id)
             return
         self._complete(run.job_id, task, outcome)
-        self._update_node_counts(
+        self._after_run(
             run.pool_id, run.node_id, finished={**task, "_jobId": run.job_id}, succeeded=outcome.failure is None
         )
 

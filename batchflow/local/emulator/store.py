@@ -71,6 +71,10 @@ INSERT INTO task_counts
 """
 
 
+#: The fields of :meth:`Store.node_summaries`.
+_NODE_SUMMARY = ("id", "state", "schedulingState", "affinityId", "url", "isDedicated")
+
+
 def _dump(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
 
@@ -81,6 +85,11 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # What the scheduler asks before every decision, kept between writes (see in_state and
+        # node_summaries); dropped whole when a transaction rolls back.
+        self._writes = {"pools": 0, "jobs": 0}
+        self._in_state: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = {}
+        self._summaries: dict[str, dict[str, dict[str, Any]]] = {}
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -133,8 +142,14 @@ class Store:
                 yield
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._forget_views()
                 raise
             self._db.execute("COMMIT")
+
+    def _forget_views(self) -> None:
+        self._writes = {table: count + 1 for table, count in self._writes.items()}
+        self._in_state.clear()
+        self._summaries.clear()
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -146,6 +161,7 @@ class Store:
         """Insert a pool or job; ``table`` is ``pools`` or ``jobs``."""
         assert table in ("pools", "jobs")
         with self._lock:
+            self._writes[table] += 1
             self._db.execute(
                 f"INSERT INTO {table} (key, seq, data) VALUES (?, ?, ?)",
                 (data["id"].lower(), self._next_seq(), _dump(data)),
@@ -160,11 +176,13 @@ class Store:
     def update(self, table: str, data: dict[str, Any]) -> None:
         assert table in ("pools", "jobs")
         with self._lock:
+            self._writes[table] += 1
             self._db.execute(f"UPDATE {table} SET data=? WHERE key=?", (_dump(data), data["id"].lower()))
 
     def delete(self, table: str, resource_id: str) -> None:
         assert table in ("pools", "jobs")
         with self._lock:
+            self._writes[table] += 1
             self._db.execute(f"DELETE FROM {table} WHERE key=?", (resource_id.lower(),))
 
     def page(self, table: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
@@ -180,28 +198,43 @@ class Store:
         return [data for _, data in self.page(table, 0, -1)]
 
     def in_state(self, table: str, state: str) -> list[dict[str, Any]]:
-        """Pools or jobs in ``state``, in creation order, without decoding the others (old jobs add up)."""
+        """Pools or jobs in ``state``, in creation order.
+
+        Read-only: the scheduler asks before every decision and the answer changes only
+        when a pool or job is written, so the same objects come back until then. Change
+        a copy from :meth:`get`, never one of these.
+        """
         assert table in ("pools", "jobs")
         with self._lock:
+            writes = self._writes[table]
+            kept = self._in_state.get((table, state))
+            if kept is not None and kept[0] == writes:
+                return list(kept[1])
             rows = self._db.execute(
                 f"SELECT data FROM {table} WHERE json_extract(data, '$.state')=? ORDER BY seq", (state,)
             ).fetchall()
-        return [json.loads(row[0]) for row in rows]
+            found = [json.loads(row[0]) for row in rows]
+            self._in_state[(table, state)] = (writes, found)
+            return list(found)
 
     # --- nodes ---------------------------------------------------------------
 
     def put_node(self, pool_id: str, node: dict[str, Any]) -> None:
         """Insert or replace a node of ``pool_id``."""
         data = _dump(node)
+        pool_key = pool_id.lower()
         with self._lock:
             changed = self._db.execute(
-                "UPDATE nodes SET data=? WHERE pool_key=? AND id=?", (data, pool_id.lower(), node["id"])
+                "UPDATE nodes SET data=? WHERE pool_key=? AND id=?", (data, pool_key, node["id"])
             ).rowcount
             if not changed:
                 self._db.execute(
                     "INSERT INTO nodes (pool_key, id, seq, data) VALUES (?, ?, ?, ?)",
-                    (pool_id.lower(), node["id"], self._next_seq(), data),
+                    (pool_key, node["id"], self._next_seq(), data),
                 )
+            summaries = self._summaries.get(pool_key)
+            if summaries is not None:  # a new node goes last, as it does in creation order
+                summaries[node["id"]] = {name: node.get(name) for name in _NODE_SUMMARY}
 
     def get_node(self, pool_id: str, node_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -217,13 +250,36 @@ class Store:
             ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
+    def node_summaries(self, pool_id: str) -> list[dict[str, Any]]:
+        """What scheduling reads of each node of ``pool_id``, in creation order: ``id``, ``state``,
+        ``schedulingState``, ``affinityId``, ``url`` and ``isDedicated``.
+
+        Read-only, and kept up to date by every node written through this store, so that
+        the scheduler does not read and decode every node (recent tasks and all) before
+        each decision.
+        """
+        pool_key = pool_id.lower()
+        with self._lock:
+            summaries = self._summaries.get(pool_key)
+            if summaries is None:
+                rows = self._db.execute(
+                    "SELECT data FROM nodes WHERE pool_key=? ORDER BY seq", (pool_key,)
+                ).fetchall()
+                nodes = [json.loads(row[0]) for row in rows]
+                summaries = self._summaries[pool_key] = {
+                    node["id"]: {name: node.get(name) for name in _NODE_SUMMARY} for node in nodes
+                }
+            return list(summaries.values())
+
     def delete_node(self, pool_id: str, node_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM nodes WHERE pool_key=? AND id=?", (pool_id.lower(), node_id))
+            self._summaries.get(pool_id.lower(), {}).pop(node_id, None)
 
     def delete_nodes(self, pool_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM nodes WHERE pool_key=?", (pool_id.lower(),))
+            self._summaries.pop(pool_id.lower(), None)
 
     # --- tasks ---------------------------------------------------------------
 

@@ -38,7 +38,8 @@ def now() -> datetime:
 def timestamp(moment: datetime | None = None) -> str:
     """RFC 3339 with seven fractional digits and ``Z``, as the service writes times."""
     moment = moment or now()
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+    # isoformat costs half what strftime does, and a task gets several timestamps. Times here are UTC.
+    return moment.isoformat(timespec="microseconds")[:26] + "0Z"
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -18,12 +18,13 @@ from batchflow.local.emulator.scheduler import Service
 
 def list_nodes(request: Request, service: Service) -> Response:
     pool = pool_or_404(service, request.params["poolId"])
-    return listing(request, listing_of(service.store.nodes(pool["id"])), "nodes")
+    return listing(request, listing_of([service.live_node(n) for n in service.store.nodes(pool["id"])]), "nodes")
 
 
 def get_node(request: Request, service: Service) -> Response:
     pool = pool_or_404(service, request.params["poolId"])
-    return single(request, node_or_404(service, pool["id"], request.params["nodeId"]), "nodes/@Element")
+    node = node_or_404(service, pool["id"], request.params["nodeId"])
+    return single(request, service.live_node(node), "nodes/@Element")
 
 
 def _restart(request: Request, service: Service, option_name: str) -> Response:
