@@ -44,6 +44,8 @@ WORKFLOW_METADATA = "batchflow-workflow"
 
 #: How often the SDK's long-running operations (delete pool, delete job) poll.
 LRO_POLL_SECONDS = 1
+#: The same for the local service, which finishes a delete in milliseconds: a second per poll was most of step 9.
+LOCAL_LRO_POLL_SECONDS = 0.05
 
 
 class SasIssuer(Protocol):
@@ -284,6 +286,7 @@ class BatchService:
     def __init__(self, target: Target) -> None:
         self.client = target.batch_client()
         self.is_local = target.kind == "local"
+        self._lro_poll = LOCAL_LRO_POLL_SECONDS if self.is_local else LRO_POLL_SECONDS
 
     # ----------------------------------------------------------------- pools
 
@@ -316,7 +319,7 @@ class BatchService:
         """Delete the pool and wait until it is gone; returns False if it did not exist."""
         with service_errors(f"deleting pool {pool_id}"):
             try:
-                self.client.begin_delete_pool(pool_id, polling_interval=LRO_POLL_SECONDS).result()
+                self.client.begin_delete_pool(pool_id, polling_interval=self._lro_poll).result()
             except ResourceNotFoundError:
                 return False
         return True
@@ -362,7 +365,7 @@ class BatchService:
         """Delete the job (its running tasks are stopped) and wait; returns False if it did not exist."""
         with service_errors(f"deleting job {job_id}"):
             try:
-                self.client.begin_delete_job(job_id, polling_interval=LRO_POLL_SECONDS).result()
+                self.client.begin_delete_job(job_id, polling_interval=self._lro_poll).result()
             except ResourceNotFoundError:
                 return False
         return True

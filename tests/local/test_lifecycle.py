@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 from azure.batch import models
 
@@ -105,4 +106,33 @@ def test_a_restarted_service_ends_the_task_processes_a_crash_left(local_services
         assert stranger.poll() is None
     finally:
         stranger.kill()
+        cleanup(client, job_id, pool_id)
+
+
+def test_a_job_made_again_right_after_its_delete_keeps_its_task_folders(local_services):
+    """A deleted job's folders leave at once; removing them later must not take those of a new job of the same id.
+
+    batchflow's retry deletes a job and makes it again under the same id; the old job's
+    many task folders were still being removed when the new tasks wrote theirs.
+    """
+    client = local_services.batch_client()
+    pool_id, job_id = unique("pool"), unique("job")
+    create_pool(client, pool_id, nodes=2, task_slots_per_node=4)
+    try:
+        create_job(client, job_id, pool_id)
+        client.create_tasks(job_id, [models.BatchTaskCreateOptions(id=f"old{i}", command_line="true") for i in range(1500)])
+        wait_tasks_completed(client, job_id, timeout=120)
+        client.begin_delete_job(job_id, polling_interval=0.02).result()
+        create_job(client, job_id, pool_id)
+        client.create_tasks(
+            job_id,
+            [models.BatchTaskCreateOptions(id=f"new{i}", command_line=f"/bin/sh -c 'echo fresh-{i}'") for i in range(8)],
+        )
+        wait_tasks_completed(client, job_id)
+        time.sleep(1)  # let any removal still under way finish
+        for i in range(8):
+            assert read_task_file(client, job_id, f"new{i}", "stdout.txt") == f"fresh-{i}\n"
+        trash = local_services.home / "batch" / "trash"
+        wait_for(lambda: not any(trash.iterdir()), what="the trash to be emptied")
+    finally:
         cleanup(client, job_id, pool_id)

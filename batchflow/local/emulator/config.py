@@ -33,6 +33,11 @@ class Config:
     def nodes_dir(self) -> Path:
         return self.home / "batch" / "nodes"
 
+    @property
+    def trash_dir(self) -> Path:
+        """Where deleted folders go at once, to be removed in the background (see Service._discard)."""
+        return self.home / "batch" / "trash"
+
     @functools.cached_property
     def nodes_text(self) -> str:
         """:attr:`nodes_dir` as text, for the paths built once or twice per task (pathlib's joins cost more

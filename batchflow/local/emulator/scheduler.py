@@ -16,7 +16,9 @@ import os
 import shutil
 import threading
 import traceback
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from batchflow.local.emulator import noderunner, wire
@@ -152,6 +154,9 @@ class Service:
     # --- recovery --------------------------------------------------------------
 
     def _recover(self) -> None:
+        if self.config.trash_dir.is_dir():  # what a crash left half removed (the folder itself stays in use)
+            for leftover in self.config.trash_dir.iterdir():
+                self._spawn(self._remove_dir_after, leftover, [])
         for pid, started, _label in self.store.processes():
             if noderunner.is_same_process(pid, started):
                 noderunner.kill_tree(pid)
@@ -382,7 +387,23 @@ class Service:
             start_run.kill("delete")
         self.store.delete_node(pool_id, node["id"])
         root = noderunner.node_root(self.config, pool_id, node["id"])
-        self._spawn(self._remove_dir_after, root, [*runs, *([start_run] if start_run else [])])
+        self._discard(root, [*runs, *([start_run] if start_run else [])])
+
+    def _discard(self, folder: Path, runs: list[Run] | tuple[()] = ()) -> None:
+        """Remove the folder of something deleted: moved into the trash now, removed once ``runs`` end.
+
+        Moved at once, while the caller holds the lock, so that the API and the disk agree
+        when the delete returns and a new pool, job or task with the same id starts in a
+        folder of its own; removed in the background, so that a delete of many task folders
+        does not hold up everything else.
+        """
+        target = self.config.trash_dir / uuid.uuid4().hex
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(folder, target)
+        except FileNotFoundError:
+            return
+        self._spawn(self._remove_dir_after, target, list(runs))
 
     def _remove_dir_after(self, root: Any, runs: list[Run]) -> None:
         for run in runs:
@@ -410,7 +431,7 @@ class Service:
                 return
             self.store.delete_nodes(pool_id)
             self.store.delete("pools", pool_id)
-            shutil.rmtree(self.config.nodes_dir / pool["id"], ignore_errors=True)
+            self._discard(self.config.nodes_dir / pool["id"])
 
     def preempt(self, pool_id: str, node_id: str) -> None:
         """Fault: a low-priority node is taken away; its tasks are requeued; it returns later."""
@@ -504,9 +525,8 @@ class Service:
                 return
             self.store.delete_tasks(job_id)
             self.store.delete("jobs", job_id)
-        if self.config.nodes_dir.is_dir():
             for folder in self.config.nodes_dir.glob(f"*/*/workitems/{job['id']}"):
-                shutil.rmtree(folder, ignore_errors=True)
+                self._discard(folder)
 
     def disable_job(self, job: dict[str, Any], option: str) -> None:
         """Stop scheduling the job's tasks; running ones are requeued, ended or left per ``option``."""
@@ -573,7 +593,7 @@ class Service:
         pool_id = (task.get("nodeInfo") or {}).get("poolId")
         if node_id and pool_id:
             folder = noderunner.task_dir(noderunner.node_root(self.config, pool_id, node_id), job_id, task["id"])
-            self._spawn(self._remove_dir_after, folder, [run] if run else [])
+            self._discard(folder, [run] if run else [])
 
     @staticmethod
     def _ended_failure() -> dict[str, Any]:
@@ -718,7 +738,7 @@ class Service:
             return
         if node["state"] == "leavingpool" and not runs:
             self.store.delete_node(pool_id, node_id)
-            self._spawn(self._remove_dir_after, noderunner.node_root(self.config, pool_id, node_id), [])
+            self._discard(noderunner.node_root(self.config, pool_id, node_id))
             return
         if finished is None:
             return
