@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from dataclasses import is_dataclass
+from pathlib import Path
 from typing import Any
 
 from batchflow.cloud.storage import file_md5

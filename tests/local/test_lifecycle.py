@@ -120,13 +120,18 @@ def test_a_job_made_again_right_after_its_delete_keeps_its_task_folders(local_se
     create_pool(client, pool_id, nodes=2, task_slots_per_node=4)
     try:
         create_job(client, job_id, pool_id)
-        client.create_tasks(job_id, [models.BatchTaskCreateOptions(id=f"old{i}", command_line="true") for i in range(1500)])
+        client.create_tasks(
+            job_id, [models.BatchTaskCreateOptions(id=f"old{i}", command_line="true") for i in range(1500)]
+        )
         wait_tasks_completed(client, job_id, timeout=120)
         client.begin_delete_job(job_id, polling_interval=0.02).result()
         create_job(client, job_id, pool_id)
         client.create_tasks(
             job_id,
-            [models.BatchTaskCreateOptions(id=f"new{i}", command_line=f"/bin/sh -c 'echo fresh-{i}'") for i in range(8)],
+            [
+                models.BatchTaskCreateOptions(id=f"new{i}", command_line=f"/bin/sh -c 'echo fresh-{i}'")
+                for i in range(8)
+            ],
         )
         wait_tasks_completed(client, job_id)
         time.sleep(1)  # let any removal still under way finish

@@ -123,7 +123,9 @@ def test_a_node_reports_its_running_tasks_and_what_it_ran(local_services):
         client.create_tasks(
             job_id,
             [
-                models.BatchTaskCreateOptions(id="slow", command_line=f"/bin/sh -c 'while [ ! -e {flag} ]; do sleep 0.05; done'"),
+                models.BatchTaskCreateOptions(
+                    id="slow", command_line=f"/bin/sh -c 'while [ ! -e {flag} ]; do sleep 0.05; done'"
+                ),
                 models.BatchTaskCreateOptions(id="wide", command_line="/bin/sh -c 'sleep 0.5'", required_slots=2),
             ],
         )

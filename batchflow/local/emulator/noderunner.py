@@ -19,10 +19,8 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,30 +229,27 @@ def process_start_time(pid: int) -> str | None:
     return stat[stat.rfind(")") + 2 :].split()[19]
 
 
-#: How far a process's kernel start time may be from the moment :func:`started_now` was read after starting it.
-#: Pids are handed out in turn, so a pid comes back only after all the others were used: never within a second.
-_START_TOLERANCE = 0.5
+def processes_under(nodes_dir: str) -> list[int]:
+    """The live processes started as tasks (or start tasks) on the nodes in ``nodes_dir``, found by the
+    ``AZ_BATCH_NODE_ROOT_DIR`` every run is given and its children inherit.
 
-
-def started_now() -> str:
-    """What to record of a process started a moment ago, for :func:`is_same_process` after a crash.
-
-    The boot clock read now, rather than the process's start time read from /proc:
-    reading /proc/<pid>/stat while the process is still starting cost 0.1 ms of CPU
-    per task, and both clocks count from boot, so they agree within a clock tick.
+    This is how a service started after a crash finds what its predecessor left
+    running, without writing anything down per task; a process that threw its
+    environment away is still found as a descendant by :func:`kill_tree`.
     """
-    return f"{time.clock_gettime(time.CLOCK_BOOTTIME):.3f}"
-
-
-def is_same_process(pid: int, recorded: str) -> bool:
-    """Whether ``pid`` is still the process :func:`started_now` (or, from older services, the exact
-    start time in ticks) was recorded for, and not another that got the pid since."""
-    ticks = process_start_time(pid)
-    if ticks is None:
-        return False
-    if "." not in recorded:
-        return ticks == recorded
-    return abs(int(ticks) / os.sysconf("SC_CLK_TCK") - float(recorded)) <= _START_TOLERANCE
+    marker = f"AZ_BATCH_NODE_ROOT_DIR={nodes_dir}/".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue
+        if any(item.startswith(marker) for item in environ.split(b"\0")):
+            found.append(int(entry))
+    return found
 
 
 def kill_tree(pid: int) -> None:
@@ -456,7 +451,7 @@ def upload_output_files(outputs: list[dict[str, Any]], run: Run, exit_code: int)
 # --- one run -------------------------------------------------------------------
 
 
-def execute(run: Run, config: Config, on_spawn: Callable[[int], None], on_exit: Callable[[int], None]) -> Outcome:
+def execute(run: Run, config: Config) -> Outcome:
     """Download, run and upload for ``run``; never raises for task-level problems."""
     wd = f"{run.dir}/wd"
     try:
@@ -504,7 +499,6 @@ def execute(run: Run, config: Config, on_spawn: Callable[[int], None], on_exit: 
         if run.process is None:
             exit_code = 127
         else:
-            on_spawn(run.process.pid)
             try:
                 exit_code = run.process.wait(timeout=run.wall_clock)
             except subprocess.TimeoutExpired:
@@ -515,7 +509,6 @@ def execute(run: Run, config: Config, on_spawn: Callable[[int], None], on_exit: 
                 exit_code = run.process.wait()
             # Kill anything the task left running in its session: a task ends with its tree.
             kill_group(run.process.pid)
-            on_exit(run.process.pid)
     if exit_code < 0:
         exit_code = 128 - exit_code
     if run.kill_reason == "walltime":

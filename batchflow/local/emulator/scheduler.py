@@ -157,10 +157,9 @@ class Service:
         if self.config.trash_dir.is_dir():  # what a crash left half removed (the folder itself stays in use)
             for leftover in self.config.trash_dir.iterdir():
                 self._spawn(self._remove_dir_after, leftover, [])
-        for pid, started, _label in self.store.processes():
-            if noderunner.is_same_process(pid, started):
-                noderunner.kill_tree(pid)
-            self.store.remove_process(pid)
+        for pid in noderunner.processes_under(self.config.nodes_text):
+            noderunner.kill_tree(pid)
+        self.store.forget_processes()  # recorded by services before this one, which wrote each task's pid
         for state in ("running", "preparing"):
             for job_key in self.store.jobs_with_tasks_in(state):
                 for task in list(self.store.iter_tasks(job_key, state)):
@@ -760,16 +759,8 @@ class Service:
 
     def _execute(self, run: Run) -> None:
         """Thread body: run outside the lock, then record the result under it."""
-        label = f"{run.pool_id}/{run.node_id}/{run.job_id or 'startup'}/{run.task_id or ''}"
-        ended: list[int] = []
-
-        def spawned(pid: int) -> None:
-            started = noderunner.started_now()
-            with self.lock:
-                self.store.add_process(pid, started, label)
-
         try:
-            outcome = noderunner.execute(run, self.config, spawned, ended.append)
+            outcome = noderunner.execute(run, self.config)
         except Exception as error:  # report as the service would, and keep going
             traceback.print_exc()
             outcome = Outcome(
@@ -779,16 +770,12 @@ class Service:
                 ),
             )
         try:
-            # The process is forgotten in the same commit that records how the run ended.
-            with self.lock, self.store.transaction():
-                for pid in ended:
-                    self.store.remove_process(pid)
-                if self._stopping.is_set():
-                    pass  # the run is requeued at the next start
-                elif run.job_id is None:
-                    self._finish_start_task(run, outcome)
-                else:
-                    self._finish_task(run, outcome)
+            if not self._stopping.is_set():  # else the run is requeued at the next start
+                with self.lock, self.store.transaction():
+                    if run.job_id is None:
+                        self._finish_start_task(run, outcome)
+                    else:
+                        self._finish_task(run, outcome)
         finally:
             run.done.set()
             self.wake()

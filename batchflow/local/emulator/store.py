@@ -1,4 +1,4 @@
-"""SQLite schema and all the SQL: pools, nodes, jobs, tasks and live processes.
+"""SQLite schema and all the SQL: pools, nodes, jobs and tasks.
 
 Every resource is one row holding its wire-shaped JSON, plus the few
 columns queries need (state, order, result, slots, state transition time).
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (job_key, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job_key, state, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_change ON tasks (job_key, changed);
+-- No longer written: a restarted service finds its predecessor's task processes by their environment.
 CREATE TABLE IF NOT EXISTS processes (pid INTEGER PRIMARY KEY, started TEXT NOT NULL, label TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS task_counts (
     job_key TEXT NOT NULL, state TEXT NOT NULL, result TEXT NOT NULL, n INTEGER NOT NULL, slots INTEGER NOT NULL,
@@ -262,9 +263,7 @@ class Store:
         with self._lock:
             summaries = self._summaries.get(pool_key)
             if summaries is None:
-                rows = self._db.execute(
-                    "SELECT data FROM nodes WHERE pool_key=? ORDER BY seq", (pool_key,)
-                ).fetchall()
+                rows = self._db.execute("SELECT data FROM nodes WHERE pool_key=? ORDER BY seq", (pool_key,)).fetchall()
                 nodes = [json.loads(row[0]) for row in rows]
                 summaries = self._summaries[pool_key] = {
                     node["id"]: {name: node.get(name) for name in _NODE_SUMMARY} for node in nodes
@@ -406,17 +405,9 @@ class Store:
             rows = self._db.execute("SELECT DISTINCT job_key FROM tasks WHERE state=?", (state,)).fetchall()
         return [row[0] for row in rows]
 
-    # --- processes started by the service ------------------------------------
+    # --- processes ------------------------------------------------------------
 
-    def add_process(self, pid: int, started: str, label: str) -> None:
-        """Remember a task process so a restarted service can end it if it outlived a crash."""
+    def forget_processes(self) -> None:
+        """Empty the table in which services before this version recorded each task process."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO processes VALUES (?, ?, ?)", (pid, started, label))
-
-    def remove_process(self, pid: int) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM processes WHERE pid=?", (pid,))
-
-    def processes(self) -> list[tuple[int, str, str]]:
-        with self._lock:
-            return self._db.execute("SELECT pid, started, label FROM processes").fetchall()
+            self._db.execute("DELETE FROM processes")
