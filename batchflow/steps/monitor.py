@@ -6,9 +6,13 @@ and then only those whose state changed at or after the latest change already
 seen (``stateTransitionTime ge``, on the service's own clock, so the client's
 clock never matters). Tasks that share that latest timestamp come back once
 more and are dropped as already known; only transitions reach the journal.
-Locally, where polls come every ``LOCAL_POLL_SECONDS`` so that the end is
-noticed at once, listings wait ``LOCAL_LISTING_SECONDS`` for each other, except
-the one at the end.
+On Azure, polls come every ``monitor.poll_interval``. Locally, where a poll
+costs a few milliseconds, they come every ``LOCAL_POLL_SECONDS`` while the
+counts move, every ``LOCAL_TAIL_POLL_SECONDS`` once no task is left waiting
+(so that the end is noticed within that time), and twice as far apart after
+each poll that saw no change, up to ``LOCAL_IDLE_POLL_SECONDS``, so that
+watching long tasks costs next to nothing; listings wait
+``LOCAL_LISTING_SECONDS`` for each other, except the one at the end.
 
 A listing can lag behind the counts, so a task may turn up with a time older
 than one already seen. The monitor counts the completed tasks it has listed:
@@ -40,8 +44,12 @@ from batchflow.steps.context import RunContext
 POOL_CHECK_SECONDS = 15.0
 #: How far back a listing looks again when the counts show tasks it missed.
 LOOKBACK = timedelta(minutes=2)
-#: The local service answers a poll in about a millisecond, so it is polled this often at most.
+#: Locally, how often the counts are read while they move (see the module's docstring).
 LOCAL_POLL_SECONDS = 0.2
+#: Locally, the same once no task waits: the end is near and should be noticed at once.
+LOCAL_TAIL_POLL_SECONDS = 0.1
+#: Locally, the longest wait between polls, reached while nothing changes.
+LOCAL_IDLE_POLL_SECONDS = 1.0
 #: Locally, completed tasks are listed at most this often. The counts, read at every poll,
 #: notice the end at once; the records only have to reach the state, and each listing costs
 #: the runner a request whatever it returns.
@@ -157,9 +165,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
     timeout = ctx.workflow.monitor.timeout.total_seconds()
     interval = ctx.workflow.monitor.poll_interval.total_seconds()
     listing_gap = 0.0
+    fastest = tail = slowest = interval
     if ctx.batch.is_local:
-        interval = min(interval, LOCAL_POLL_SECONDS)
+        fastest, tail = min(interval, LOCAL_POLL_SECONDS), min(interval, LOCAL_TAIL_POLL_SECONDS)
+        slowest = min(interval, LOCAL_IDLE_POLL_SECONDS)
         listing_gap = LOCAL_LISTING_SECONDS
+    wait = fastest
+    seen: tuple[int, int, int] | None = None
     deadline = time.monotonic() + timeout
     listing = _CompletedListing(ctx, {t.id.lower() for t in ctx.workflow.tasks}, _job_created(ctx))
     known_completed = -1
@@ -169,8 +181,15 @@ def run(ctx: RunContext) -> dict[str, Any]:
     next_pool_check = time.monotonic() + POOL_CHECK_SECONDS
     try:
         while True:
+            polled = time.monotonic()
             counts = ctx.batch.task_counts(job_id)
             polls += 1
+            now = (counts.active, counts.running, counts.completed)
+            if now != seen:
+                wait = tail if counts.active == 0 else fastest
+            else:
+                wait = min(wait * 2, slowest)
+            seen = now
             finished = counts.completed >= in_job and counts.active == 0 and counts.running == 0
             if counts.completed != known_completed and (finished or time.monotonic() >= next_listing):
                 listing.catch_up(counts.completed)
@@ -199,7 +218,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
                     f"the monitor timeout ({ctx.workflow.monitor.timeout}) passed with {counts.completed} of {in_job} "
                     f"tasks complete ({counts.running} running, {counts.active} waiting); run the same command to keep waiting"
                 )
-            time.sleep(interval)
+            time.sleep(max(0.0, polled + wait - time.monotonic()))
     finally:
         progress.close()
     if any(t.id not in ctx.state.tasks or ctx.state.tasks[t.id].state != "completed" for t in ctx.workflow.tasks):
