@@ -11,14 +11,15 @@ from pathlib import Path
 
 from batchflow.model.spec import Workflow
 from batchflow.report.page import write_report
-from batchflow.report.summary import Summary, summarize
+from batchflow.report.summary import Summary, summarize, task_times
 from batchflow.state import RunState
 
 
 def build(workflow: Workflow, state: RunState, run_dir: Path, target: str) -> Summary:
     """Summarize the run and write its report page; returns the summary (which names the page)."""
-    summary = summarize(workflow, state, run_dir, target)
-    write_report(summary, workflow, state, run_dir)
+    times = task_times(state)
+    summary = summarize(workflow, state, run_dir, target, times)
+    write_report(summary, workflow, state, run_dir, times)
     return summary
 
 

@@ -23,13 +23,15 @@ from batchflow.report.summary import (
     DOWNLOADS_FILE,
     FAILURES_FILE,
     Summary,
-    duration,
+    Times,
     outcome,
     parse_time,
     read_json,
+    seconds_between,
     seconds_text,
     short_node,
     size_text,
+    task_times,
 )
 from batchflow.state import RunState
 from batchflow.state.redact import redact_secrets
@@ -56,7 +58,7 @@ def _script_json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
 
 
-def _timeline(workflow: Workflow, state: RunState, since: Any) -> tuple[str, int]:
+def _timeline(workflow: Workflow, state: RunState, since: Any, times: Times) -> tuple[str, int]:
     """The timeline as SVG, and how many task bars it draws (0 when aggregated).
 
     ``since`` is when the run started: a reused pool's start tasks ran before
@@ -67,7 +69,7 @@ def _timeline(workflow: Workflow, state: RunState, since: Any) -> tuple[str, int
         record = state.tasks.get(task.id)
         if record is None or record.cached_from or not record.node_id:
             continue
-        start, end = parse_time(record.start_time), parse_time(record.end_time)
+        start, end = times[task.id]
         if start and end:
             runs.append((record.node_id, start, end, task.id, outcome(record), record.exit_code))
     start_tasks = []
@@ -153,12 +155,12 @@ def _timeline(workflow: Workflow, state: RunState, since: Any) -> tuple[str, int
     return "\n".join(parts), drawn
 
 
-def _histogram(workflow: Workflow, state: RunState) -> str:
+def _histogram(workflow: Workflow, state: RunState, times: Times) -> str:
     durations = []
     for task in workflow.tasks:
         record = state.tasks.get(task.id)
         if record is not None and not record.cached_from:
-            seconds = duration(record)
+            seconds = seconds_between(*times[task.id])
             if seconds is not None:
                 durations.append(seconds)
     if not durations:
@@ -185,11 +187,11 @@ def _histogram(workflow: Workflow, state: RunState) -> str:
     return "\n".join(parts)
 
 
-def _task_data(workflow: Workflow, state: RunState) -> dict[str, Any]:
+def _task_data(workflow: Workflow, state: RunState, times: Times) -> dict[str, Any]:
     """Compact rows for the page's table: node names and source runs by index, times as offsets."""
     nodes: dict[str, int] = {}
     sources: dict[str, int] = {}
-    starts = [parse_time(r.start_time) for r in state.tasks.values() if r.start_time]
+    starts = [start for start, _ in times.values() if start]
     origin = min(starts) if starts else None
     rows = []
     for task in workflow.tasks:
@@ -197,8 +199,8 @@ def _task_data(workflow: Workflow, state: RunState) -> dict[str, Any]:
         if record is None:
             rows.append([task.id, -1, None, None, 3, None, 0, 0, -1])
             continue
-        start = parse_time(record.start_time)
-        seconds = duration(record)
+        start, end = times[task.id]
+        seconds = seconds_between(start, end)
         rows.append(
             [
                 task.id,
@@ -270,9 +272,10 @@ def _files(workflow: Workflow, run_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def render(summary: Summary, workflow: Workflow, state: RunState, run_dir: Path) -> str:
-    """The whole report page."""
-    timeline, _ = _timeline(workflow, state, parse_time(summary.start))
+def render(summary: Summary, workflow: Workflow, state: RunState, run_dir: Path, times: Times | None = None) -> str:
+    """The whole report page; ``times`` are :func:`~batchflow.report.summary.task_times` of ``state``."""
+    times = task_times(state) if times is None else times
+    timeline, _ = _timeline(workflow, state, parse_time(summary.start), times)
     tasks = summary.tasks
     steps = "".join(
         f"<tr><td>{_e(s['title'])}</td><td>{_e(s['status'])}</td><td class='num'>{_e(seconds_text(s['seconds']))}</td></tr>"
@@ -310,10 +313,10 @@ def render(summary: Summary, workflow: Workflow, state: RunState, run_dir: Path)
         ),
         slowest=slowest or "<li class='muted'>none</li>",
         timeline=timeline,
-        histogram=_histogram(workflow, state),
+        histogram=_histogram(workflow, state, times),
         failures=_failures(run_dir),
         files=_files(workflow, run_dir),
-        data=_script_json(_task_data(workflow, state)),
+        data=_script_json(_task_data(workflow, state, times)),
     )
 
 
@@ -322,11 +325,13 @@ def _moment(text: str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 
 
-def write_report(summary: Summary, workflow: Workflow, state: RunState, run_dir: Path) -> Path:
+def write_report(
+    summary: Summary, workflow: Workflow, state: RunState, run_dir: Path, times: Times | None = None
+) -> Path:
     """Write ``report.html`` into the run folder (atomically) and return its path."""
     path = run_dir / "report.html"
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(render(summary, workflow, state, run_dir), encoding="utf-8")
+    temporary.write_text(render(summary, workflow, state, run_dir, times), encoding="utf-8")
     temporary.replace(path)
     return path
 
