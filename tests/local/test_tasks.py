@@ -117,8 +117,15 @@ def test_a_node_reports_its_running_tasks_and_what_it_ran(local_services):
     """runningTasksCount, runningTaskSlotsCount and running/idle are worked out from the runs when asked."""
     client = local_services.batch_client()
     with pool_and_job(client, nodes=1, pool_options={"task_slots_per_node": 3}) as (pool_id, job_id):
-        (before,) = client.list_nodes(pool_id)
-        assert before.state == models.BatchNodeState.IDLE and before.running_tasks_count == 0
+        before = wait_for(
+            lambda: (
+                (nodes := list(client.list_nodes(pool_id)))
+                and nodes[0].state == models.BatchNodeState.IDLE
+                and nodes[0]
+            ),
+            what="an idle node",
+        )
+        assert before.running_tasks_count == before.running_task_slots_count == 0
         flag = "$AZ_BATCH_NODE_SHARED_DIR/go"
         client.create_tasks(
             job_id,
