@@ -221,7 +221,9 @@ def main() -> int:
         print(json.dumps(figures, indent=2))
         return 0
     n = args.tasks
-    print(f"{n:,} no-op tasks on {cores} local node(s); apply killed (SIGKILL) at {figures['completed_at_kill']:,} completed")
+    print(
+        f"{n:,} no-op tasks on {cores} local node(s); apply killed (SIGKILL) at {figures['completed_at_kill']:,} completed"
+    )
     print(
         f"first apply: {figures['first_apply_s']} s, peak RSS {figures['first_apply_peak_rss_mb']:.0f} MB; "
         f"resumed apply: {figures['resumed_apply_s']} s, peak RSS {figures['resumed_apply_peak_rss_mb']:.0f} MB "
