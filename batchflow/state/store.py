@@ -262,8 +262,8 @@ class StateStore:
 
         document = head_to_dict(state)
         lines, fresh = self._task_lines(state)
-        tasks_text = json_task_lines([line for _, line in lines.values()])
-        key = text_content_key(json_head(document) + tasks_text)
+        tasks_data = json_task_lines([line for _, line in lines.values()]).encode("utf-8")
+        key = text_content_key(json_head(document), tasks_data)
         changed = disk is None or key != disk.key
         journal_pending = self._seq > (disk.journal_seq if disk else 0)
         if not changed and not journal_pending and disk is not None and disk.intact:
@@ -282,7 +282,7 @@ class StateStore:
             head = json_head(document)
             # The lines kept from earlier writes were checked then; a secret lives within one line.
             assert_no_secrets(head + "\n".join(fresh), where=str(self.state_path))
-            self._write_snapshot((head + tasks_text).encode("utf-8"), keep_backup=disk is not None and disk.intact)
+            self._write_snapshot(head.encode("utf-8"), tasks_data, keep_backup=disk is not None and disk.intact)
         except BaseException:
             state.serial, state.updated, state.journal_seq = previous
             raise
@@ -373,15 +373,17 @@ class StateStore:
             self._lines[record.task_id] = (record, task_line(record.task_id, text))
         return len(transitions)
 
-    def _write_snapshot(self, data: bytes, *, keep_backup: bool) -> None:
-        """Replace state.json with *data* atomically; link the old state.json as the backup first."""
+    def _write_snapshot(self, *parts: bytes, keep_backup: bool) -> None:
+        """Replace state.json with *parts*, one after the other, atomically; link the old state.json as the
+        backup first."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._clean_temp_files()
         temp = self._temp_path(STATE_FILE)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                _write_all(fd, data)
+                for data in parts:
+                    _write_all(fd, data)
                 # Flushed to disk before the rename: otherwise a power loss can
                 # leave the new name pointing at an empty file.
                 os.fsync(fd)
