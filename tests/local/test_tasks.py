@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from azure.batch import models
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -156,3 +158,8 @@ def test_a_node_reports_its_running_tasks_and_what_it_ran(local_services):
         assert {t.task_id for t in after.recent_tasks} == {"slow", "wide", "go"}
         assert after.state_transition_time > busy.state_transition_time
         assert list(client.list_nodes(pool_id, filter="state eq 'running'")) == []
+        time.sleep(1.5)  # what a node ran reaches its row within a second: then a crash keeps it
+        local_services.kill_batch()
+        local_services.start_batch()
+        restarted = client.get_node(pool_id, before.id)
+        assert restarted.total_tasks_run == 3 and {t.task_id for t in restarted.recent_tasks} == {"slow", "wide", "go"}

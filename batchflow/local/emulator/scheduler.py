@@ -18,6 +18,7 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,48 @@ from batchflow.local.emulator.workers import Workers
 
 _USABLE_NODE_STATES = ("idle", "running")
 _RECENT_TASKS = 5
+#: How long what a busy node ran may wait in memory before its row is written (see _NodeNews).
+_NODE_NEWS_SECONDS = 1.0
+
+
+@dataclass
+class _NodeNews:
+    """What a node ran since its row was last written: its ``totalTasksRun``, ``totalTasksSucceeded`` and
+    ``recentTasks`` to come.
+
+    A node's row was read and written at every task end for these; now it is written a
+    second after the first task the news is about ended, and when the service stops.
+    Clients see the news at once (:meth:`Service.live_node`); a crash of the service
+    loses at most that second of it.
+    """
+
+    pool_id: str
+    ran: int = 0
+    succeeded: int = 0
+    recent: list[dict[str, Any]] = field(default_factory=list)  # newest first
+
+    def add(self, task: dict[str, Any], job_id: str, succeeded: bool) -> None:
+        self.ran += 1
+        self.succeeded += 1 if succeeded else 0
+        entry = {
+            "taskUrl": task["url"],
+            "jobId": job_id,
+            "taskId": task["id"],
+            "taskState": task["state"],
+            "executionInfo": task.get("executionInfo"),
+        }
+        self.recent = [entry, *[t for t in self.recent if t["taskUrl"] != task["url"]]][:_RECENT_TASKS]
+
+    def applied_to(self, node: dict[str, Any]) -> dict[str, Any]:
+        """``node`` with this news added (a new dict; ``node`` is left as it was)."""
+        urls = {t["taskUrl"] for t in self.recent}
+        recent = self.recent + [t for t in node.get("recentTasks", []) if t.get("taskUrl") not in urls]
+        return dict(
+            node,
+            totalTasksRun=int(node.get("totalTasksRun", 0)) + self.ran,
+            totalTasksSucceeded=int(node.get("totalTasksSucceeded", 0)) + self.succeeded,
+            recentTasks=recent[:_RECENT_TASKS],
+        )
 
 
 def _key(value: str) -> str:
@@ -91,6 +134,7 @@ class Service:
         self._threads = Workers("run")  # runs and background work (deletes, node starts)
         # Node id -> when its runs last went from none to some or back: see live_node.
         self._node_turned: dict[str, str] = {}
+        self._node_news: dict[str, _NodeNews] = {}  # node id -> what it ran since its row was written
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -117,6 +161,9 @@ class Service:
         if self._loop_thread is not None:
             self._loop_thread.join(5)
         with self.lock:
+            with self.store.transaction():
+                for node_id in list(self._node_news):
+                    self._write_node_news(node_id)
             self.store.close()
 
     def wake(self) -> None:
@@ -713,9 +760,13 @@ class Service:
         in progress.
 
         These change at every task start and end, so they are worked out when a client asks
-        rather than written to the node's row each time (that was a tenth of a no-op task's cost).
+        rather than written to the node's row each time (that was a tenth of a no-op task's cost);
+        what it ran since its row was last written is added (see :class:`_NodeNews`).
         """
         runs = self._runs_on(node["id"])
+        news = self._node_news.get(node["id"])
+        if news is not None:
+            node = news.applied_to(node)
         node = dict(node, runningTasksCount=len(runs), runningTaskSlotsCount=sum(r.slots for r in runs))
         if node["state"] in _USABLE_NODE_STATES:
             node["state"] = "running" if runs else "idle"
@@ -732,30 +783,34 @@ class Service:
         runs = self._runs_on(node_id)
         if not runs:
             self._node_turned[node_id] = wire.timestamp()
-        node = self.store.get_node(pool_id, node_id)
+        node = self.store.node_summary(pool_id, node_id)
         if node is None:
+            self._node_news.pop(node_id, None)
             return
         if node["state"] == "leavingpool" and not runs:
+            self._node_news.pop(node_id, None)
             self.store.delete_node(pool_id, node_id)
             self._discard(noderunner.node_root(self.config, pool_id, node_id))
             return
         if finished is None:
             return
-        node["totalTasksRun"] = int(node.get("totalTasksRun", 0)) + 1
-        node["totalTasksSucceeded"] = int(node.get("totalTasksSucceeded", 0)) + (1 if succeeded else 0)
-        recent = [t for t in node.get("recentTasks", []) if t.get("taskUrl") != finished["url"]]
-        recent.insert(
-            0,
-            {
-                "taskUrl": finished["url"],
-                "jobId": finished["_jobId"],
-                "taskId": finished["id"],
-                "taskState": finished["state"],
-                "executionInfo": finished.get("executionInfo"),
-            },
-        )
-        node["recentTasks"] = recent[:_RECENT_TASKS]
-        self.store.put_node(pool_id, node)
+        news = self._node_news.get(node_id)
+        if news is None:
+            news = self._node_news[node_id] = _NodeNews(pool_id)
+            self._later(_NODE_NEWS_SECONDS, self._write_node_news_later, node_id, news)
+        news.add(finished, finished["_jobId"], succeeded)
+
+    def _write_node_news_later(self, node_id: str, news: _NodeNews) -> None:
+        with self.lock, self.store.transaction():
+            if self._node_news.get(node_id) is news:
+                self._write_node_news(node_id)
+
+    def _write_node_news(self, node_id: str) -> None:
+        """Write what the node ran since its row was last written into that row."""
+        news = self._node_news.pop(node_id)
+        node = self.store.get_node(news.pool_id, node_id)
+        if node is not None:
+            self.store.put_node(news.pool_id, news.applied_to(node))
 
     def _execute(self, run: Run) -> None:
         """Thread body: run outside the lock, then record the result under it."""

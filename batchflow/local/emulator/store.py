@@ -270,6 +270,13 @@ class Store:
                 }
             return list(summaries.values())
 
+    def node_summary(self, pool_id: str, node_id: str) -> dict[str, Any] | None:
+        """One node's entry of :meth:`node_summaries`, or None when the pool has no such node."""
+        with self._lock:
+            if pool_id.lower() not in self._summaries:
+                self.node_summaries(pool_id)
+            return self._summaries[pool_id.lower()].get(node_id)
+
     def delete_node(self, pool_id: str, node_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM nodes WHERE pool_key=? AND id=?", (pool_id.lower(), node_id))
