@@ -35,8 +35,9 @@ from typing import Any
 
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
+from session import start_local_services
 
-from batchflow.local import azurite, services
+from batchflow.local import services
 
 WORKFLOW = """\
 name: sweep
@@ -152,20 +153,7 @@ def main() -> int:
     cores = os.cpu_count() or 1
     figures: dict[str, Any] = {"tasks": args.tasks, "cores": cores}
     with tempfile.TemporaryDirectory() as scratch:
-        home = Path(scratch) / "home"
-        endpoints = services.ensure_running(
-            home,
-            batch_port=0,
-            blob_port=0,
-            azurite_executable=azurite.ensure_executable(Path.home() / ".batchflow"),
-            max_nodes=cores,
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHFLOW_", "AZURE_"))}
-        env.update(
-            BATCHFLOW_HOME=str(home),
-            BATCHFLOW_BATCH_PORT=endpoints.batch_endpoint.rsplit(":", 1)[1],
-            BATCHFLOW_BLOB_PORT=endpoints.blob_endpoint.split(":")[2].split("/")[0],
-        )
+        home, endpoints, env = start_local_services(Path(scratch), cores)
         client = BatchClient(
             endpoints.batch_endpoint,
             AzureNamedKeyCredential(endpoints.batch_account_name, endpoints.batch_account_key),

@@ -219,16 +219,6 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` in clock ticks since boot, or None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    return stat[stat.rfind(")") + 2 :].split()[19]
-
-
 def processes_under(nodes_dir: str) -> list[int]:
     """The live processes started as tasks (or start tasks) on the nodes in ``nodes_dir``, found by the
     ``AZ_BATCH_NODE_ROOT_DIR`` every run is given and its children inherit.

@@ -671,7 +671,7 @@ class Service:
                     traceback.print_exc()
 
     def _used_slots(self, node_id: str) -> int:
-        return sum(r.slots for r in self.runs.values() if r.node_id == node_id)
+        return sum(r.slots for r in self._runs_on(node_id))
 
     def _dispatch(self) -> None:
         with self.store.transaction():  # the tasks it starts, their nodes: one commit
