@@ -449,6 +449,8 @@ class Service:
             os.rename(folder, target)
         except FileNotFoundError:
             return
+        except OSError:  # the trash is on another file system (a nodes folder linked elsewhere): remove in place
+            target = folder
         self._spawn(self._remove_dir_after, target, list(runs))
 
     def _remove_dir_after(self, root: Any, runs: list[Run]) -> None:
