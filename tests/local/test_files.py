@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from azure.batch import models
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
@@ -179,3 +180,62 @@ def test_task_files_api(local_services):
         assert env["AZ_BATCH_ACCOUNT_URL"] == local_services.batch_endpoint
         task = client.get_task(job_id, "t")
         assert task.node_info.task_root_directory == f"workitems/{job_id}/job-1/t"
+
+
+def test_files_move_through_azurite_when_a_proxy_is_set_for_the_internet(local_services):
+    """A service started where HTTP(S)_PROXY point at a proxy (here one that does not exist) and NO_PROXY is
+    unset still reaches Azurite on 127.0.0.1 for resource files (container, auto-storage, http) and outputs."""
+    blob_service = local_services.blob_service()
+    container = unique("proxy")
+    blob_service.create_container(container).upload_blob("in.txt", b"through no proxy\n")
+    read_url = _container_url(local_services, container, read=True, list=True)
+    write_url = _container_url(local_services, container, write=True, create=True)
+    blob_url = f"{local_services.blob_endpoint}/{container}/in.txt?{read_url.split('?', 1)[1]}"
+    with_proxy = {name: "http://127.0.0.1:9" for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    restart_batch(local_services, with_proxy)  # the discard port: nothing answers there
+    try:
+        client = local_services.batch_client()
+        output = models.OutputFile(
+            file_pattern="copy.txt",
+            destination=models.OutputFileDestination(
+                container=models.OutputFileBlobContainerDestination(container_url=write_url)
+            ),
+            upload_options=models.OutputFileUploadConfiguration(
+                upload_condition=models.OutputFileUploadCondition.TASK_SUCCESS
+            ),
+        )
+        with pool_and_job(client) as (_, job_id):
+            client.create_task(
+                job_id,
+                models.BatchTaskCreateOptions(
+                    id="copier",
+                    command_line="/bin/sh -c 'cat a/in.txt b/in.txt c.txt > copy.txt'",
+                    resource_files=[
+                        models.ResourceFile(storage_container_url=read_url, file_path="a"),
+                        models.ResourceFile(auto_storage_container_name=container, file_path="b"),
+                        models.ResourceFile(http_url=blob_url, file_path="c.txt"),
+                    ],
+                    output_files=[output],
+                ),
+            )
+            task = wait_task(client, job_id, "copier")
+            assert task.execution_info.result == models.BatchTaskExecutionResult.SUCCESS, (
+                task.execution_info.failure_info
+            )
+        copied = blob_service.get_blob_client(container, "copy.txt").download_blob().readall()
+        assert copied == b"through no proxy\n" * 3
+    finally:
+        restart_batch(local_services, {})  # the rest of the session gets a service without them
+
+
+def restart_batch(local_services, environment: dict[str, str]) -> None:
+    """Start the session's Batch service again with ``environment`` added to its own (NO_PROXY removed),
+    while this test process keeps its environment."""
+    local_services.kill_batch()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        if environment:
+            patch.delenv("NO_PROXY", raising=False)
+            patch.delenv("no_proxy", raising=False)
+        local_services.start_batch()

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,10 +275,34 @@ def _safe_join(base: Path, relative: str) -> Path:
     return target
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _is_loopback(url: str) -> bool:
+    return urllib.parse.urlsplit(url).hostname in _LOOPBACK
+
+
+def _transport(url: str) -> dict[str, Any]:
+    """For storage on this machine (Azurite), a transport that ignores proxy variables: a proxy set for
+    the internet (``HTTPS_PROXY`` without ``NO_PROXY``) cannot reach 127.0.0.1. Elsewhere, the default."""
+    if not _is_loopback(url):
+        return {}
+    from azure.core.pipeline.transport import RequestsTransport
+
+    return {"transport": RequestsTransport(use_env_settings=False)}
+
+
+def _open_url(url: str) -> Any:
+    """``urllib.request.urlopen(url)``, without a proxy for a URL on this machine (see :func:`_transport`)."""
+    if _is_loopback(url):
+        return urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=120)
+    return urllib.request.urlopen(url, timeout=120)
+
+
 def _container_client(url: str, config: Config) -> Any:
     from azure.storage.blob import ContainerClient
 
-    return ContainerClient.from_container_url(url)
+    return ContainerClient.from_container_url(url, **_transport(url))
 
 
 def _auto_storage_client(name: str, config: Config) -> Any:
@@ -289,6 +314,7 @@ def _auto_storage_client(name: str, config: Config) -> Any:
         account_url=config.blob_endpoint,
         container_name=name,
         credential={"account_name": config.storage_account_name, "account_key": config.storage_account_key},
+        **_transport(config.blob_endpoint),
     )
 
 
@@ -313,7 +339,7 @@ def download_resource_files(files: list[dict[str, Any]], wd: Path, config: Confi
             if item.get("httpUrl"):
                 target = _safe_join(wd, file_path)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with urllib.request.urlopen(item["httpUrl"], timeout=120) as response, open(target, "wb") as out:
+                with _open_url(item["httpUrl"]) as response, open(target, "wb") as out:
                     shutil.copyfileobj(response, out)
                 written.append(target)
             else:
@@ -415,7 +441,7 @@ def upload_output_files(outputs: list[dict[str, Any]], run: Run, exit_code: int)
         try:
             from azure.storage.blob import ContainerClient
 
-            client = ContainerClient.from_container_url(url)
+            client = ContainerClient.from_container_url(url, **_transport(url))
             wildcard = _has_magic(pattern)
             for path, relative in match_output_files(pattern, wd, run.env):
                 if wildcard:
