@@ -23,7 +23,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -138,7 +138,7 @@ def _load(
         checks.unused_variables(variables.origins, renderer.used, diagnostics)
     if errors:
         raise WorkflowError(sorted(diagnostics, key=sort_key))
-    workflow = _build(rendered, variables.values, uploads, tasks_data, Path(path), Path(cwd or os.getcwd()))
+    workflow = _build(rendered, variables.values, uploads, tasks_data, varying, Path(path), Path(cwd or os.getcwd()))
     warnings = sorted((d for d in diagnostics if d.severity == "warning"), key=sort_key)
     return LoadResult(workflow, warnings)
 
@@ -250,20 +250,20 @@ def _expand_uploads(
 
 def _factory(for_each: dict[str, Any], uploads: list[spec.UploadFile]) -> list[dict[str, Any]]:
     """The per-task template variables, one mapping per task."""
-    elements: list[dict[str, Any]]
+    name: str
+    values: list[Any]
     if "files_in" in for_each:
         chosen = sorted((u for u in uploads if u.container == for_each["files_in"]), key=lambda u: u.blob_name)
-        elements = [{"file": u.template_view()} for u in chosen]
+        name, values = "file", [u.template_view() for u in chosen]
     elif "values" in for_each:
-        elements = [{"value": v} for v in for_each["values"]]
+        name, values = "value", list(for_each["values"])
     elif "range" in for_each:
         r = for_each["range"]
-        elements = [{"value": v} for v in range(r["from"], r["to"] + 1, r.get("step", 1))]
+        name, values = "value", list(range(r["from"], r["to"] + 1, r.get("step", 1)))
     else:
-        elements = [{"item": item} for item in for_each["items"]]
-    for index, element in enumerate(elements):
-        element.update(index=index, count=len(elements))
-    return elements
+        name, values = "item", list(for_each["items"])
+    count = len(values)
+    return [{name: value, "index": index, "count": count} for index, value in enumerate(values)]
 
 
 def _render_tasks(
@@ -348,54 +348,133 @@ def _declared_outputs(raw: Any, default_container: str | None) -> tuple[spec.Dec
     return tuple(found)
 
 
-def _task(raw: dict[str, Any], default_container: str | None = None) -> spec.Task:
-    """The task ``raw`` (rendered and valid) describes. Absent parts are skipped, not converted:
-    this runs once per task of a sweep."""
-    get = raw.get
-    depends = get("depends_on")
+# How each key of a rendered task becomes fields of spec.Task: ``part(value, fields, download
+# container)`` sets the fields from the key's value (None when the key is absent). One function per
+# key, so that a sweep converts the keys its template never varies once, not once per task.
+
+
+def _id(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["id"] = value
+
+
+def _command(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["command"] = value
+
+
+def _display_name(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["display_name"] = value
+
+
+def _resource_files(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["resource_files"] = tuple(_resource_file(r) for r in value) if value else ()
+
+
+_make_output_file = spec.maker(spec.OutputFile, ("pattern", "container", "path", "upload_on"))
+
+
+def _output_files(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["output_files"] = (
+        tuple(
+            _make_output_file(
+                {
+                    "pattern": o["pattern"],
+                    "container": o["container"],
+                    "path": o.get("path"),
+                    "upload_on": o.get("upload_on", "success"),
+                }
+            )
+            for o in value
+        )
+        if value
+        else ()
+    )
+
+
+def _container_urls(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["container_urls"] = (
+        tuple(spec.ContainerUrl(name, url["container"], url.get("access", "write")) for name, url in value.items())
+        if value
+        else ()
+    )
+
+
+def _task_environment(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["environment"] = _environment(value) if value else {}
+
+
+def _constraints(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["max_wall_clock"] = _duration(value.get("max_wall_clock")) if value else None
+    fields["retention"] = _duration(value.get("retention")) if value else None
+
+
+def _retries(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["retries"] = value
+
+
+def _required_slots(value: Any, fields: dict[str, Any], _: str | None) -> None:
+    fields["required_slots"] = 1 if value is None else value
+
+
+def _depends_on(value: Any, fields: dict[str, Any], _: str | None) -> None:
     ids: Any = ()
     ranges: Any = ()
-    if depends:
-        ids = depends if isinstance(depends, list) else depends.get("ids", ())
-        ranges = () if isinstance(depends, list) else depends.get("ranges", ())
-    constraints = get("constraints")
-    resources = get("resource_files")
-    outputs = get("output_files")
-    urls = get("container_urls")
-    environment = get("environment")
-    declared = get("outputs")
-    return spec.make(
-        spec.Task,
-        id=raw["id"],
-        command=raw["command"],
-        display_name=get("display_name"),
-        resource_files=tuple(_resource_file(r) for r in resources) if resources else (),
-        output_files=tuple(
-            spec.make(
-                spec.OutputFile,
-                pattern=o["pattern"],
-                container=o["container"],
-                path=o.get("path"),
-                upload_on=o.get("upload_on", "success"),
-            )
-            for o in outputs
-        )
-        if outputs
-        else (),
-        container_urls=tuple(
-            spec.ContainerUrl(name, value["container"], value.get("access", "write")) for name, value in urls.items()
-        )
-        if urls
-        else (),
-        environment=_environment(environment) if environment else {},
-        max_wall_clock=_duration(constraints.get("max_wall_clock")) if constraints else None,
-        retention=_duration(constraints.get("retention")) if constraints else None,
-        retries=get("retries"),
-        required_slots=get("required_slots", 1),
-        depends_on_ids=tuple(ids),
-        depends_on_ranges=tuple((r["from"], r["to"]) for r in ranges),
-        outputs=_declared_outputs(declared, default_container) if declared else (),
-    )
+    if value:
+        ids = value if isinstance(value, list) else value.get("ids", ())
+        ranges = () if isinstance(value, list) else value.get("ranges", ())
+    fields["depends_on_ids"] = tuple(ids)
+    fields["depends_on_ranges"] = tuple((r["from"], r["to"]) for r in ranges)
+
+
+def _outputs(value: Any, fields: dict[str, Any], download_container: str | None) -> None:
+    fields["outputs"] = _declared_outputs(value, download_container) if value else ()
+
+
+_TASK_PARTS: dict[str, Callable[[Any, dict[str, Any], str | None], None]] = {
+    "id": _id,
+    "command": _command,
+    "display_name": _display_name,
+    "resource_files": _resource_files,
+    "output_files": _output_files,
+    "container_urls": _container_urls,
+    "environment": _task_environment,
+    "constraints": _constraints,
+    "retries": _retries,
+    "required_slots": _required_slots,
+    "depends_on": _depends_on,
+    "outputs": _outputs,
+}
+
+
+def _tasks(
+    tasks_data: list[dict[str, Any]], varying: frozenset[Path_] | None, download_container: str | None
+) -> tuple[spec.Task, ...]:
+    """The tasks the rendered (and valid) ``tasks_data`` describe.
+
+    ``varying`` holds the paths of the template's strings: a key of the template
+    with none below it is the same in every task, so it is converted once, from
+    the first task, and its values are shared by all of them (they are read-only).
+    """
+    if not tasks_data:
+        return ()
+    changing = None if varying is None else {path[len(TEMPLATE)] for path in varying if len(path) > len(TEMPLATE)}
+    shared: dict[str, Any] = {}
+    per_task = []
+    for key, part in _TASK_PARTS.items():
+        if changing is None or key in changing:
+            per_task.append((key, part))
+        else:
+            part(tasks_data[0].get(key), shared, download_container)
+    make_task = None
+    tasks = []
+    for raw in tasks_data:
+        fields = shared.copy()
+        get = raw.get
+        for key, part in per_task:
+            part(get(key), fields, download_container)
+        if make_task is None:
+            make_task = spec.maker(spec.Task, fields)  # every task's fields have the same keys
+        tasks.append(make_task(fields))
+    return tuple(tasks)
 
 
 def _build(
@@ -403,6 +482,7 @@ def _build(
     values: dict[str, Any],
     uploads: list[spec.UploadFile],
     tasks_data: list[dict[str, Any]],
+    varying: frozenset[Path_] | None,
     path: Path,
     cwd: Path,
 ) -> spec.Workflow:
@@ -434,7 +514,7 @@ def _build(
         start_task=start_task,
     )
     download_container = (data.get("download") or {}).get("container")
-    tasks = tuple(_task(t, download_container) for t in tasks_data)
+    tasks = _tasks(tasks_data, varying, download_container)
     job_raw = data["job"]
     constraints = job_raw.get("constraints") or {}
     job = spec.Job(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -356,16 +357,41 @@ _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 _T = TypeVar("_T")
 
 
-def make(kind: type[_T], **values: Any) -> _T:
-    """``kind(**values)``, where ``values`` must name every field (so a field added later cannot be
-    left out silently), without running ``__init__``."""
-    if values.keys() != _field_set(kind):
-        missing = sorted(_field_set(kind) - values.keys())
-        unknown = sorted(values.keys() - _field_set(kind))
+def maker(kind: type[_T], names: Iterable[str]) -> Callable[[dict[str, Any]], _T]:
+    """A function making a ``kind`` from a mapping of every field to its value, without ``__init__``.
+
+    ``names`` are the keys each such mapping will have; they are checked here, once, against the
+    fields of ``kind``, so that a field added later cannot be left out silently, and not on each call.
+    """
+    if set(names) != _field_set(kind):
+        missing = sorted(_field_set(kind) - set(names))
+        unknown = sorted(set(names) - _field_set(kind))
         raise TypeError(f"{kind.__name__}: missing fields {missing}, unknown fields {unknown}")
-    made = object.__new__(kind)
-    made.__dict__.update(values)
-    return made
+    new = object.__new__
+
+    def make(values: dict[str, Any]) -> _T:
+        made = new(kind)
+        made.__dict__.update(values)
+        return made
+
+    return make
+
+
+def copier(kind: type[_T], names: Iterable[str]) -> Callable[[_T, dict[str, Any]], _T]:
+    """A function copying a ``kind`` with some fields changed, given as a mapping, without ``__init__``:
+    :func:`copy_with` for a loop. The mapping's keys must be among ``names``, checked here, once."""
+    if not set(names) <= _field_set(kind):
+        raise TypeError(f"{kind.__name__} has no field {sorted(set(names) - _field_set(kind))}")
+    new = object.__new__
+
+    def copy(value: _T, changes: dict[str, Any]) -> _T:
+        made = new(kind)
+        attributes = made.__dict__
+        attributes.update(value.__dict__)
+        attributes.update(changes)
+        return made
+
+    return copy
 
 
 def copy_with(value: _T, **changes: Any) -> _T:

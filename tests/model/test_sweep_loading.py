@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from batchflow.errors import WorkflowError
-from batchflow.model import schema
+from batchflow.model import load as loader
+from batchflow.model import schema, spec
 from batchflow.model.load import load_workflow
 from batchflow.model.spec import Workflow, format_duration
 from batchflow.runner import naming
@@ -152,6 +153,46 @@ def test_a_templated_number_is_text_where_the_schema_wants_text(tmp_path: Path) 
     assert [format_duration(t.max_wall_clock) for t in workflow.tasks[:2]] == ["1h", "10m"]
 
 
+SHARED_PARTS = """\
+    id: "{{ value }}"
+    command: echo {{ value }} > out-{{ value }}.txt
+    resource_files:
+      - {container: results, blob: table.csv}
+    output_files:
+      - {pattern: "out-{{ value }}.txt", container: output}
+      - {pattern: "*.log", container: results, upload_on: failure}
+    container_urls: {RESULTS: {container: results, access: read}}
+    environment: {MODE: fast, DEBUG: false}
+    constraints: {max_wall_clock: 10m, retention: 1h}
+    required_slots: 1
+    depends_on: {ranges: [{from: 100, to: 110}]}
+    outputs: [summary.txt, {container: results, name: r.txt}]
+"""
+
+
+def test_keys_no_template_string_varies_are_converted_once_and_mean_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep converts the keys its template never varies once and shares the values between tasks;
+    the tasks are those converting every task whole gives, and what they share is the same object."""
+    path = write(tmp_path, SHARED_PARTS, count=200, bad=0)
+    shared = load_workflow(path, environ={}).workflow
+    original = loader._tasks
+    monkeypatch.setattr(loader, "_tasks", lambda data, varying, container: original(data, None, container))
+    whole = load_workflow(path, environ={}).workflow
+    assert shared.tasks == whole.tasks
+    first, last = shared.tasks[0], shared.tasks[-1]
+    assert (first.id, last.id, last.command) == ("0", "199", "echo 199 > out-199.txt")
+    assert first.environment == {"MODE": "fast", "DEBUG": "false"} and first.depends_on_ranges == ((100, 110),)
+    assert first.output_files[0].pattern == "out-0.txt" and last.output_files[0].pattern == "out-199.txt"
+    assert first.outputs == (spec.DeclaredOutput("output", "summary.txt"), spec.DeclaredOutput("results", "r.txt"))
+    for name in ("resource_files", "container_urls", "environment", "max_wall_clock", "outputs"):
+        assert getattr(first, name) is getattr(last, name), name
+        if name != "max_wall_clock":  # converted task by task, each has its own
+            assert getattr(whole.tasks[0], name) is not getattr(whole.tasks[-1], name), name
+    assert fingerprint(shared, {}, "local") == canonical_before(shared, "local") == fingerprint(whole, {}, "local")
+
+
 def canonical_before(workflow: Workflow, target: str) -> str:
     """The fingerprint as batchflow computed it before it was made faster: asdict, then plain data."""
 
@@ -192,7 +233,7 @@ def test_the_fingerprint_and_physical_names_are_what_they_were(tmp_path: Path) -
 
 
 def test_every_spec_class_may_be_made_and_copied_without_its_init() -> None:
-    """``spec.make`` and ``spec.copy_with`` skip ``__init__``, which is only right while no class has
+    """``spec.maker``, ``spec.copier`` and ``spec.copy_with`` skip ``__init__``, which is only right while no class has
     a ``__post_init__``, slots or a field the constructor would compute: this fails when one gets them."""
     import inspect
 
@@ -208,7 +249,10 @@ def test_every_spec_class_may_be_made_and_copied_without_its_init() -> None:
         assert all(f.init for f in dataclasses.fields(kind)), kind
     task = spec.Task(id="t1", command="true", output_files=(spec.OutputFile("out.txt", "output"),), retries=2)
     values = {f.name: getattr(task, f.name) for f in dataclasses.fields(task)}
-    assert spec.make(spec.Task, **values) == task
+    assert spec.maker(spec.Task, values)(values) == task
     assert spec.copy_with(task, id="t2") == dataclasses.replace(task, id="t2")
+    assert spec.copier(spec.Task, ["id", "retries"])(task, {"id": "t2"}) == dataclasses.replace(task, id="t2")
+    with pytest.raises(TypeError, match="has no field"):
+        spec.copier(spec.Task, ["identifier"])
     with pytest.raises(TypeError, match="missing fields"):
-        spec.make(spec.Task, id="t1", command="true")
+        spec.maker(spec.Task, ["id", "command"])
