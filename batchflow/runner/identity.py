@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
+from collections.abc import Callable
 from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
@@ -53,10 +55,11 @@ def fingerprint(workflow: Workflow, digests: dict[Path, bytes], target: str) -> 
     }
     definition["target"] = target
     definition["uploads"] = sorted([u.container, u.blob_name, digests[u.local_path].hex()] for u in workflow.uploads)
-    # The encoder turns each dataclass, path and duration into plain data as it meets it, which
-    # gives the text to_dict() would and costs a fraction of making it: 100,000 tasks are encoded here.
-    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=_canonical, check_circular=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    members = [
+        _STRING(name) + ":" + (_tasks_json(value) if name == "tasks" else _json(value))
+        for name, value in sorted(definition.items())
+    ]
+    return hashlib.sha256(("{" + ",".join(members) + "}").encode()).hexdigest()
 
 
 def run_name(workflow: Workflow, digest: str, explicit: str | None = None) -> str:
@@ -66,3 +69,82 @@ def run_name(workflow: Workflow, digest: str, explicit: str | None = None) -> st
 
 def run_directory(state_dir: Path, run: str) -> Path:
     return state_dir / run
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_canonical, check_circular=False)
+
+
+def _json(value: Any) -> str:
+    """``value`` as canonical JSON. The encoder turns each dataclass, path and duration into plain data
+    as it meets it, which gives the text to_dict() would and costs a fraction of making it."""
+    return _ENCODER.encode(value)
+
+
+#: A string as JSON, exactly as json.dumps writes it (ASCII, escaped).
+_STRING = json.encoder.encode_basestring_ascii
+
+
+def _tasks_json(tasks: tuple[spec.Task, ...]) -> str:
+    """The tasks as ``_json(tasks)`` writes them, put together field by field.
+
+    Encoding 100,000 tasks in one call took a second: the encoder is made again for each
+    value handed to ``default``. Here a task's strings and tuples of dataclasses are written
+    directly, and a field that holds the very object it held in the task before (a sweep's
+    tasks share the values their template does not vary, see ``model.load._tasks``) is
+    not encoded again. The text is the same, byte for byte.
+    """
+    keys = _SPEC_KEYS[spec.Task]
+    before: list[Any] = [_UNSEEN] * len(keys)
+    encoded = [""] * len(keys)
+    items = []
+    for task in tasks:
+        fields = task.__dict__
+        index = 0
+        for name, key in keys:
+            value = fields[name]
+            if value is not before[index]:
+                before[index] = value
+                encoded[index] = key + (_STRING(value) if type(value) is str else _value_json(value))
+            index += 1
+        items.append("{" + ",".join(encoded) + "}")
+    return "[" + ",".join(items) + "]"
+
+
+def _value_json(value: Any) -> str:
+    """``_json(value)``, with the values tasks hold most written here rather than by the encoder."""
+    kind = type(value)
+    if kind is str:
+        return _STRING(value)
+    if value is None:
+        return "null"
+    if kind is tuple:
+        return "[" + ",".join(map(_value_json, value)) + "]"
+    layout = _SPEC_LAYOUTS.get(kind)
+    if layout is not None:
+        text, values_of = layout
+        return text % tuple(map(_value_json, values_of(value.__dict__)))
+    return _json(value)
+
+
+#: For each dataclass of ``spec``, its field names in sorted order, each with its JSON key.
+_SPEC_KEYS = {
+    kind: [(name, _STRING(name) + ":") for name in sorted(spec.field_names(kind))]
+    for kind in vars(spec).values()
+    if isinstance(kind, type) and is_dataclass(kind)
+}
+
+
+def _layout(keys: list[tuple[str, str]]) -> tuple[str, Callable[[dict[str, Any]], Any]]:
+    """A dataclass's JSON with ``%s`` where each value goes, and what takes the values from its attributes."""
+    names = [name for name, _ in keys]
+    text = "{" + ",".join(key.replace("%", "%%") + "%s" for _, key in keys) + "}"
+    if len(names) == 1:
+        (only,) = names
+        return text, lambda attributes: (attributes[only],)
+    return text, operator.itemgetter(*names)
+
+
+#: For each dataclass of ``spec`` with fields, its :func:`_layout`.
+_SPEC_LAYOUTS = {kind: _layout(keys) for kind, keys in _SPEC_KEYS.items() if keys}
+#: What no field holds, so that every field of the first task is encoded.
+_UNSEEN = object()

@@ -23,9 +23,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from typing import Any
 
 from batchflow.longlived import collector_paused
-from batchflow.model.spec import ResourceFile, Task, Workflow, copy_with
+from batchflow.model.spec import (
+    ContainerUrl,
+    DeclaredOutput,
+    OutputFile,
+    ResourceFile,
+    Task,
+    Workflow,
+    copier,
+    copy_with,
+)
 
 CONTAINER_MAX = 63
 ID_MAX = 64
@@ -58,19 +68,29 @@ def _resource(resource: ResourceFile, names: dict[str, str]) -> ResourceFile:
     return copy_with(resource, container=names[resource.container])
 
 
+_copy_task = copier(Task, ("resource_files", "output_files", "container_urls", "outputs"))
+_copy_with_container = {kind: copier(kind, ("container",)) for kind in (OutputFile, ContainerUrl, DeclaredOutput)}
+
+
+def _renamed(items: tuple[Any, ...], names: dict[str, str]) -> tuple[Any, ...]:
+    """Output files, container URLs or declared outputs, each with its container renamed."""
+    if not items:
+        return ()
+    copy = _copy_with_container[type(items[0])]
+    return tuple([copy(item, {"container": names[item.container]}) for item in items])
+
+
 def _task(task: Task, names: dict[str, str]) -> Task:
     if not (task.resource_files or task.output_files or task.container_urls or task.outputs):
         return task  # names no container: nothing to rename, and a sweep of such tasks is copied for nothing
-    return copy_with(
+    return _copy_task(
         task,
-        resource_files=tuple(_resource(r, names) for r in task.resource_files) if task.resource_files else (),
-        output_files=tuple(copy_with(o, container=names[o.container]) for o in task.output_files)
-        if task.output_files
-        else (),
-        container_urls=tuple(copy_with(u, container=names[u.container]) for u in task.container_urls)
-        if task.container_urls
-        else (),
-        outputs=tuple(copy_with(o, container=names[o.container]) for o in task.outputs) if task.outputs else (),
+        {
+            "resource_files": tuple(_resource(r, names) for r in task.resource_files) if task.resource_files else (),
+            "output_files": _renamed(task.output_files, names),
+            "container_urls": _renamed(task.container_urls, names),
+            "outputs": _renamed(task.outputs, names),
+        },
     )
 
 
