@@ -129,6 +129,7 @@ class Service:
         self._stopping = threading.Event()
         self.runs: dict[tuple[str, str], Run] = {}  # (job key, task key) -> run
         self.start_runs: dict[str, Run] = {}  # node id -> start task run
+        self._started: list[Run] = []  # task runs started by the transaction in progress
         self._timers: list[threading.Timer] = []
         self._loop_thread: threading.Thread | None = None
         self._threads = Workers("run")  # runs and background work (deletes, node starts)
@@ -678,6 +679,13 @@ class Service:
     def _dispatch(self) -> None:
         with self.store.transaction():  # the tasks it starts, their nodes: one commit
             self._dispatch_in_transaction()
+        for run in self._take_started():
+            self._threads.submit(self._execute, run)
+
+    def _take_started(self) -> list[Run]:
+        """The runs :meth:`_start_task` made since last asked, to execute now that their start is committed."""
+        started, self._started = self._started, []
+        return started
 
     def _dispatch_in_transaction(self) -> None:
         pools = self.store.in_state("pools", "active")
@@ -750,7 +758,7 @@ class Service:
         if not self._runs_on(node["id"]):
             self._node_turned[node["id"]] = wire.timestamp()
         self.runs[(_key(job["id"]), _key(task["id"]))] = run
-        self._threads.submit(self._execute, run)
+        self._started.append(run)  # executed once the transaction starting it commits (see _take_started)
         if not node.get("isDedicated") and self.faults.preempt_now():
             self._later(self.faults.preempt_after, self.preempt, pool["id"], node["id"])
 
@@ -815,7 +823,15 @@ class Service:
             self.store.put_node(news.pool_id, news.applied_to(node))
 
     def _execute(self, run: Run) -> None:
-        """Thread body: run outside the lock, then record the result under it."""
+        """Thread body: run, record the result and start what now fits; then go on with one of the runs
+        started, if any, on this thread (handing each to another thread cost a wakeup per task)."""
+        next_run: Run | None = run
+        while next_run is not None:
+            next_run = self._execute_one(next_run)
+
+    def _execute_one(self, run: Run) -> Run | None:
+        """Run outside the lock, then, under it and in one transaction, record the result and start the
+        tasks that fit now. Returns one of the runs started, for this thread; the others go to other threads."""
         try:
             outcome = noderunner.execute(run, self.config)
         except Exception as error:  # report as the service would, and keep going
@@ -826,16 +842,30 @@ class Service:
                     "InternalError", f"The local service failed to run the task: {error}", category="servererror"
                 ),
             )
+        started: list[Run] = []
+        dispatched = False
         try:
             if not self._stopping.is_set():  # else the run is requeued at the next start
-                with self.lock, self.store.transaction():
-                    if run.job_id is None:
-                        self._finish_start_task(run, outcome)
-                    else:
-                        self._finish_task(run, outcome)
+                with self.lock:
+                    with self.store.transaction():
+                        if run.job_id is None:
+                            self._finish_start_task(run, outcome)
+                        else:
+                            self._finish_task(run, outcome)
+                        # What the scheduling thread would do once woken, done here: one commit, no wakeup.
+                        try:
+                            self._dispatch_in_transaction()
+                            dispatched = True
+                        except Exception:  # the scheduling thread tries again; report the bug
+                            traceback.print_exc()
+                    started = self._take_started()
         finally:
             run.done.set()
-            self.wake()
+            if not dispatched:
+                self.wake()
+        for other in started[1:]:
+            self._threads.submit(self._execute, other)
+        return started[0] if started else None
 
     def _finish_task(self, run: Run, outcome: Outcome) -> None:
         assert run.job_id is not None and run.task_id is not None
