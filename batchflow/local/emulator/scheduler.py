@@ -677,13 +677,23 @@ class Service:
         return sum(r.slots for r in self._runs_on(node_id))
 
     def _dispatch(self) -> None:
-        with self.store.transaction():  # the tasks it starts, their nodes: one commit
-            self._dispatch_in_transaction()
-        for run in self._take_started():
+        for run in self._dispatch_now():
             self._threads.submit(self._execute, run)
 
+    def _dispatch_now(self) -> list[Run]:
+        """Start the tasks that fit now, in one transaction (one commit for them and their nodes); return their
+        runs, to execute now that the start is committed. When it fails, none of its runs is kept."""
+        try:
+            with self.store.transaction():
+                self._dispatch_in_transaction()
+        except BaseException:
+            for run in self._take_started():  # rolled back: the tasks are still queued
+                self.runs.pop((_key(run.job_id or ""), _key(run.task_id or "")), None)
+            raise
+        return self._take_started()
+
     def _take_started(self) -> list[Run]:
-        """The runs :meth:`_start_task` made since last asked, to execute now that their start is committed."""
+        """The runs :meth:`_start_task` made since last asked."""
         started, self._started = self._started, []
         return started
 
@@ -758,7 +768,7 @@ class Service:
         if not self._runs_on(node["id"]):
             self._node_turned[node["id"]] = wire.timestamp()
         self.runs[(_key(job["id"]), _key(task["id"]))] = run
-        self._started.append(run)  # executed once the transaction starting it commits (see _take_started)
+        self._started.append(run)  # executed once the transaction starting it commits (see _dispatch_now)
         if not node.get("isDedicated") and self.faults.preempt_now():
             self._later(self.faults.preempt_after, self.preempt, pool["id"], node["id"])
 
@@ -830,8 +840,9 @@ class Service:
             next_run = self._execute_one(next_run)
 
     def _execute_one(self, run: Run) -> Run | None:
-        """Run outside the lock, then, under it and in one transaction, record the result and start the
-        tasks that fit now. Returns one of the runs started, for this thread; the others go to other threads."""
+        """Run outside the lock, then, under it, record the result and start the tasks that fit now (what the
+        scheduling thread would do once woken, without the wakeup). Returns one of the runs started, for this
+        thread; the others go to other threads."""
         try:
             outcome = noderunner.execute(run, self.config)
         except Exception as error:  # report as the service would, and keep going
@@ -852,13 +863,12 @@ class Service:
                             self._finish_start_task(run, outcome)
                         else:
                             self._finish_task(run, outcome)
-                        # What the scheduling thread would do once woken, done here: one commit, no wakeup.
+                    if not self._stopping.is_set():  # stop() takes the lock to see every run it must end
                         try:
-                            self._dispatch_in_transaction()
+                            started = self._dispatch_now()
                             dispatched = True
                         except Exception:  # the scheduling thread tries again; report the bug
                             traceback.print_exc()
-                    started = self._take_started()
         finally:
             run.done.set()
             if not dispatched:
