@@ -13,6 +13,7 @@ variables can fill numeric and list fields.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Callable, Iterable
@@ -166,14 +167,21 @@ def _direct(body: nodes.Node, env: SandboxedEnvironment, single: bool) -> Callab
     return _joined(body.body[0].nodes, env)
 
 
-def _joined(parts: list[nodes.Node], env: SandboxedEnvironment) -> Callable[[Context], str] | None:
-    """A function joining the ``str`` of each of ``parts`` (text, constants, expressions), or None."""
+def _joined(
+    parts: list[nodes.Node], env: SandboxedEnvironment, *, evaluate_first: bool = False
+) -> Callable[[Context], str] | None:
+    """A function joining the ``str`` of each of ``parts`` (text, constants, expressions), or None.
+
+    Text turns each expression into ``str`` as it comes to it; ``~`` (``evaluate_first``)
+    evaluates all its parts before turning any into ``str``, as Jinja's ``str_join`` does,
+    so that the same missing name is the one reported.
+    """
     pieces: list[str] = []
     slots: list[tuple[int, Callable[[Context], Any]]] = []
     for node in parts:
         if isinstance(node, nodes.TemplateData):
             pieces.append(node.data)
-        elif isinstance(node, nodes.Const):
+        elif isinstance(node, nodes.Const) and _plain_constant(node.value):
             pieces.append(str(node.value))
         else:
             expression = _expression(node, env)
@@ -181,6 +189,17 @@ def _joined(parts: list[nodes.Node], env: SandboxedEnvironment) -> Callable[[Con
                 return None
             slots.append((len(pieces), expression))
             pieces.append("")
+
+    if evaluate_first:
+
+        def join_evaluated(context: Context) -> str:
+            values = [(index, expression(context)) for index, expression in slots]
+            text = pieces.copy()
+            for index, value in values:
+                text[index] = str(value)
+            return "".join(text)
+
+        return join_evaluated
 
     def join(context: Context) -> str:
         text = pieces.copy()
@@ -191,10 +210,26 @@ def _joined(parts: list[nodes.Node], env: SandboxedEnvironment) -> Callable[[Con
     return join
 
 
+def _folds_to_a_bad_constant(node: nodes.Expr, env: SandboxedEnvironment) -> bool:
+    """Whether Jinja folds ``node`` at compile time (a filter of a constant) into a constant it then fails
+    to write (see :func:`_plain_constant`)."""
+    try:
+        value = node.as_const(nodes.EvalContext(env))
+    except nodes.Impossible:
+        return False
+    return not _plain_constant(value)
+
+
+def _plain_constant(value: Any) -> bool:
+    """Whether Jinja's code for the constant ``value`` is the value: not so for an infinite or NaN float,
+    which it writes as a name that does not exist (``inf``), and fails."""
+    return not isinstance(value, float) or math.isfinite(value)
+
+
 def _expression(node: nodes.Node, env: SandboxedEnvironment) -> Callable[[Context], Any] | None:
     """A function evaluating the expression ``node`` against a context, or None when it is not one of
     a name, a constant, an attribute, ``~`` or a filter without arguments."""
-    if isinstance(node, nodes.Name) and node.ctx == "load":
+    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name != "self":  # Jinja's own ``self``
         name = node.name
         undefined = env.undefined
 
@@ -208,7 +243,7 @@ def _expression(node: nodes.Node, env: SandboxedEnvironment) -> Callable[[Contex
             return found[name]
 
         return load
-    if isinstance(node, nodes.Const):
+    if isinstance(node, nodes.Const) and _plain_constant(node.value):
         constant = node.value
         return lambda context: constant
     if isinstance(node, nodes.Getattr) and node.ctx == "load":
@@ -218,11 +253,13 @@ def _expression(node: nodes.Node, env: SandboxedEnvironment) -> Callable[[Contex
             return None
         return lambda context: env.getattr(owner(context), attribute)
     if isinstance(node, nodes.Concat):
-        return _joined(node.nodes, env)
+        return _joined(node.nodes, env, evaluate_first=True)
     if isinstance(node, nodes.Filter):
         function = env.filters.get(node.name)
         plain_call = not (node.args or node.kwargs or node.dyn_args or node.dyn_kwargs)
         if function is None or not plain_call or node.node is None or hasattr(function, "jinja_pass_arg"):
+            return None
+        if _folds_to_a_bad_constant(node, env):
             return None
         argument = _expression(node.node, env)
         if argument is None:

@@ -37,6 +37,8 @@ TEXTS = [
     "{{ missing_name ~ 'x' }}",
     "{{ missing_name | quote }}",
     "{{ missing_name.attribute }}",
+    "{{ missing_name ~ missing_other.attribute }}",  # ~ evaluates every part before str() of any
+    "p-{{ (missing_name ~ value.nope.deeper) | quote }}",
 ]
 #: Lone expressions keep their value's type.
 SINGLE_TEXTS = ["{{ value }}", " {{ value.name }} ", "{{ value | quote }}", "{{ missing_name }}", "{{ value.nope }}"]
@@ -99,6 +101,10 @@ def test_other_templates_still_go_through_jinja() -> None:
         "{{ value | default('x') }}",
         "{{ value | join }}",  # a filter given the environment
         "{% set x = 1 %}{{ x }}",
+        "{{ self }}",  # Jinja's reference to the template, whatever the variables say
+        "{{ 1e400 }}",  # Jinja writes the folded constant as the name inf, and fails: so must we
+        "{{ 'nan' | float }}",
+        "x{{ 'a' ~ 1e400 }}",
     ]:
         assert renderer._compile(text).direct is None, text
 
