@@ -353,16 +353,13 @@ def _declared_outputs(raw: Any, default_container: str | None) -> tuple[spec.Dec
 # key, so that a sweep converts the keys its template never varies once, not once per task.
 
 
-def _id(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["id"] = value
+def _as_is(field: str) -> Callable[[Any, dict[str, Any], str | None], None]:
+    """The part for a key whose value is the field's value."""
 
+    def part(value: Any, fields: dict[str, Any], _: str | None) -> None:
+        fields[field] = value
 
-def _command(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["command"] = value
-
-
-def _display_name(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["display_name"] = value
+    return part
 
 
 def _resource_files(value: Any, fields: dict[str, Any], _: str | None) -> None:
@@ -407,10 +404,6 @@ def _constraints(value: Any, fields: dict[str, Any], _: str | None) -> None:
     fields["retention"] = _duration(value.get("retention")) if value else None
 
 
-def _retries(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["retries"] = value
-
-
 def _required_slots(value: Any, fields: dict[str, Any], _: str | None) -> None:
     fields["required_slots"] = 1 if value is None else value
 
@@ -430,15 +423,15 @@ def _outputs(value: Any, fields: dict[str, Any], download_container: str | None)
 
 
 _TASK_PARTS: dict[str, Callable[[Any, dict[str, Any], str | None], None]] = {
-    "id": _id,
-    "command": _command,
-    "display_name": _display_name,
+    "id": _as_is("id"),
+    "command": _as_is("command"),
+    "display_name": _as_is("display_name"),
     "resource_files": _resource_files,
     "output_files": _output_files,
     "container_urls": _container_urls,
     "environment": _task_environment,
     "constraints": _constraints,
-    "retries": _retries,
+    "retries": _as_is("retries"),
     "required_slots": _required_slots,
     "depends_on": _depends_on,
     "outputs": _outputs,

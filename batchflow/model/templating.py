@@ -457,9 +457,9 @@ class TreeTemplate:
         if direct is not None and direct[0] is renderer:
             try:
                 return direct[1](context)
-            except Exception:
-                pass  # what failed is found again, and reported, below
-        values, context = self._render_each(renderer, renderer.context(extra), on_error, extra)
+            except Exception:  # what failed is found again, and reported, below, from a clean context
+                context = renderer.context(extra)
+        values, context = self._render_each(renderer, context, on_error, extra)
         self._last = (renderer, frozenset(extra), context)
         return self._from_values(iter(values).__next__)
 

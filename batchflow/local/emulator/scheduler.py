@@ -129,7 +129,6 @@ class Service:
         self._stopping = threading.Event()
         self.runs: dict[tuple[str, str], Run] = {}  # (job key, task key) -> run
         self.start_runs: dict[str, Run] = {}  # node id -> start task run
-        self._started: list[Run] = []  # task runs started by the transaction in progress
         self._timers: list[threading.Timer] = []
         self._loop_thread: threading.Thread | None = None
         self._threads = Workers("run")  # runs and background work (deletes, node starts)
@@ -683,21 +682,18 @@ class Service:
     def _dispatch_now(self) -> list[Run]:
         """Start the tasks that fit now, in one transaction (one commit for them and their nodes); return their
         runs, to execute now that the start is committed. When it fails, none of its runs is kept."""
+        started: list[Run] = []
         try:
             with self.store.transaction():
-                self._dispatch_in_transaction()
+                self._dispatch_in_transaction(started)
         except BaseException:
-            for run in self._take_started():  # rolled back: the tasks are still queued
+            for run in started:  # rolled back: the tasks are still queued
                 self.runs.pop((_key(run.job_id or ""), _key(run.task_id or "")), None)
             raise
-        return self._take_started()
-
-    def _take_started(self) -> list[Run]:
-        """The runs :meth:`_start_task` made since last asked."""
-        started, self._started = self._started, []
         return started
 
-    def _dispatch_in_transaction(self) -> None:
+    def _dispatch_in_transaction(self, started: list[Run]) -> None:
+        """Start the queued tasks that fit on the usable nodes, adding their runs to ``started``."""
         pools = self.store.in_state("pools", "active")
         if not pools:
             return
@@ -736,13 +732,14 @@ class Service:
                     node = (min if pack else max)(fits, key=lambda n: free[n["id"]])
                     free[node["id"]] -= need
                     running += 1
-                    self._start_task(pool, node, job, task, need)
+                    started.append(self._start_task(pool, node, job, task, need))
                     if max(free.values()) <= 0:
                         break
 
     def _start_task(
         self, pool: dict[str, Any], node: dict[str, Any], job: dict[str, Any], task: dict[str, Any], slots: int
-    ) -> None:
+    ) -> Run:
+        """Mark ``task`` running on ``node`` and make its run, to execute once the transaction commits."""
         root = noderunner.node_root_text(self.config, pool["id"], node["id"])
         info = task.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
         for name in ("endTime", "exitCode", "result", "failureInfo"):
@@ -767,10 +764,10 @@ class Service:
         run.env = noderunner.build_env(self.config, run, bool(node.get("isDedicated")), settings)
         if not self._runs_on(node["id"]):
             self._node_turned[node["id"]] = wire.timestamp()
-        self.runs[(_key(job["id"]), _key(task["id"]))] = run
-        self._started.append(run)  # executed once the transaction starting it commits (see _dispatch_now)
         if not node.get("isDedicated") and self.faults.preempt_now():
             self._later(self.faults.preempt_after, self.preempt, pool["id"], node["id"])
+        self.runs[(_key(job["id"]), _key(task["id"]))] = run  # last: a start that fails leaves no run behind
+        return run
 
     def _runs_on(self, node_id: str) -> list[Run]:
         return [r for r in self.runs.values() if r.node_id == node_id]
