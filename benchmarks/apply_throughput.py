@@ -27,28 +27,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from session import start_local_services
+from session import noop_sweep, start_local_services
 
 from batchflow.local import services
-
-WORKFLOW = """\
-name: noop
-pool:
-  id: noop-pool
-  vm_size: standard_d2s_v3
-  image: {{publisher: canonical, offer: ubuntu-24_04-lts, sku: server, node_agent_sku: batch.node.ubuntu 24.04}}
-  nodes: {{dedicated: {nodes}}}
-job:
-  id: noop-job
-tasks:
-  for_each:
-    range: {{from: 1, to: {count}}}
-  template:
-    id: t{{{{ value }}}}
-    command: "true"
-cleanup: {{job: delete, pool: delete}}
-monitor: {{timeout: 2h}}
-"""
 
 #: What batchflow runs for a command (see README, "Commands are shell scripts").
 SHELL_COMMAND = "set -e -o pipefail; true"
@@ -125,7 +106,7 @@ def main() -> int:
                 folder = Path(scratch) / f"n{count}"
                 folder.mkdir()
                 workflow = folder / "noop.yaml"
-                workflow.write_text(WORKFLOW.format(count=count, nodes=cores))
+                workflow.write_text(noop_sweep("noop", count, cores, cleanup="delete", timeout="2h"))
                 wall, cpu, code = run_apply(workflow, env)
                 if code != 0:
                     print(f"apply of {count} tasks exited {code}", file=sys.stderr)

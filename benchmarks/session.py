@@ -32,3 +32,26 @@ def start_local_services(scratch: Path, max_nodes: int) -> tuple[Path, Any, dict
         BATCHFLOW_BLOB_PORT=endpoints.blob_endpoint.split(":")[2].split("/")[0],
     )
     return home, endpoints, env
+
+
+def noop_sweep(name: str, count: int, nodes: int, *, cleanup: str, timeout: str) -> str:
+    """A workflow of ``count`` no-op tasks (``true``) on a pool of ``nodes`` dedicated local nodes; the job and
+    pool are deleted or kept at the end as ``cleanup`` says (``delete`` or ``keep``)."""
+    return f"""\
+name: {name}
+pool:
+  id: {name}-pool
+  vm_size: standard_d2s_v3
+  image: {{publisher: canonical, offer: ubuntu-24_04-lts, sku: server, node_agent_sku: batch.node.ubuntu 24.04}}
+  nodes: {{dedicated: {nodes}}}
+job:
+  id: {name}-job
+tasks:
+  for_each:
+    range: {{from: 1, to: {count}}}
+  template:
+    id: t{{{{ value }}}}
+    command: "true"
+cleanup: {{job: {cleanup}, pool: {cleanup}}}
+monitor: {{timeout: {timeout}}}
+"""

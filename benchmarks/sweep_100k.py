@@ -35,28 +35,9 @@ from typing import Any
 
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
-from session import start_local_services
+from session import noop_sweep, start_local_services
 
 from batchflow.local import services
-
-WORKFLOW = """\
-name: sweep
-pool:
-  id: sweep-pool
-  vm_size: standard_d2s_v3
-  image: {{publisher: canonical, offer: ubuntu-24_04-lts, sku: server, node_agent_sku: batch.node.ubuntu 24.04}}
-  nodes: {{dedicated: {nodes}}}
-job:
-  id: sweep-job
-tasks:
-  for_each:
-    range: {{from: 1, to: {count}}}
-  template:
-    id: t{{{{ value }}}}
-    command: "true"
-cleanup: {{job: keep, pool: keep}}
-monitor: {{timeout: 6h}}
-"""
 
 
 class Watcher(threading.Thread):
@@ -161,7 +142,7 @@ def main() -> int:
         folder = Path(scratch) / "sweep"
         folder.mkdir()
         workflow = folder / "sweep.yaml"
-        workflow.write_text(WORKFLOW.format(count=args.tasks, nodes=cores))
+        workflow.write_text(noop_sweep("sweep", args.tasks, cores, cleanup="keep", timeout="6h"))
         watcher = Watcher(folder)
         watcher.start()
         try:
