@@ -15,10 +15,12 @@ import json
 import operator
 from collections.abc import Callable
 from dataclasses import is_dataclass
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from batchflow.cloud.storage import file_md5
+from batchflow.longlived import collector_paused
 from batchflow.model import spec
 from batchflow.model.spec import Workflow
 
@@ -55,10 +57,11 @@ def fingerprint(workflow: Workflow, digests: dict[Path, bytes], target: str) -> 
     }
     definition["target"] = target
     definition["uploads"] = sorted([u.container, u.blob_name, digests[u.local_path].hex()] for u in workflow.uploads)
-    members = [
-        _STRING(name) + ":" + (_tasks_json(value) if name == "tasks" else _json(value))
-        for name, value in sorted(definition.items())
-    ]
+    with collector_paused():  # the columns are many short-lived tuples, and none forms a cycle
+        members = [
+            _STRING(name) + ":" + (_tasks_json(value) if name == "tasks" else _json(value))
+            for name, value in sorted(definition.items())
+        ]
     return hashlib.sha256(("{" + ",".join(members) + "}").encode()).hexdigest()
 
 
@@ -85,29 +88,95 @@ _STRING = json.encoder.encode_basestring_ascii
 
 
 def _tasks_json(tasks: tuple[spec.Task, ...]) -> str:
-    """The tasks as ``_json(tasks)`` writes them, put together field by field.
+    """The tasks as ``_json(tasks)`` writes them, byte for byte, encoded a field at a time.
 
-    Encoding 100,000 tasks in one call took a second: the encoder is made again for each
-    value handed to ``default``. Here a task's strings and tuples of dataclasses are written
-    directly, and a field that holds the very object it held in the task before (a sweep's
-    tasks share the values their template does not vary, see ``model.load._tasks``) is
-    not encoded again. The text is the same, byte for byte.
+    Encoding 100,000 tasks one by one took most of a second, though a sweep's tasks have one
+    shape and share most of their values (see ``model.load._tasks``): here each field is
+    encoded across all tasks at once (:func:`_encoded`), a field that holds one object in
+    every task is encoded once, and the pieces of all tasks are joined in one go.
     """
-    keys = _SPEC_KEYS[spec.Task]
-    before: list[Any] = [_UNSEEN] * len(keys)
-    encoded = [""] * len(keys)
-    items = []
-    for task in tasks:
-        fields = task.__dict__
-        index = 0
-        for name, key in keys:
-            value = fields[name]
-            if value is not before[index]:
-                before[index] = value
-                encoded[index] = key + (_STRING(value) if type(value) is str else _value_json(value))
-            index += 1
-        items.append("{" + ",".join(encoded) + "}")
-    return "[" + ",".join(items) + "]"
+    if not tasks:
+        return "[]"
+    encoded = _encoded(list(tasks))
+    if isinstance(encoded, str):
+        return "[" + ",".join([encoded] * len(tasks)) + "]"
+    stride, pieces = encoded
+    pieces[stride - 1 :: stride] = [last + "," for last in pieces[stride - 1 :: stride]]  # a comma after each task
+    pieces[-1] = pieces[-1][:-1]  # but the last
+    return "[" + "".join(pieces) + "]"
+
+
+#: The JSON of a column of values: one text, when every value has the same; else ``(stride, pieces)``,
+#: where the text of value ``i`` is ``"".join(pieces[i * stride : (i + 1) * stride])``.
+_Column = Union[str, tuple[int, list[str]]]
+
+
+def _encoded(values: list[Any]) -> _Column:
+    """The JSON of each of ``values`` (not empty), as :func:`_value_json` writes it, made a column at a time.
+
+    Values of one ``spec`` dataclass are split into a column per field, tuples of one length into a
+    column per position, and each column is encoded the same way; values without one shape are
+    encoded one by one.
+    """
+    first = values[0]
+    if all(map(operator.is_, values, repeat(first))):
+        return _value_json(first)
+    kinds = set(map(type, values))
+    if len(kinds) == 1:
+        (kind,) = kinds
+        if kind is str:
+            return 1, list(map(_STRING, values))
+        keys = _SPEC_KEYS.get(kind)
+        if keys:
+            names = [name for name, _ in keys]
+            attributes = list(map(vars, values))
+            if len(names) == 1:
+                fields: Any = [list(map(operator.itemgetter(names[0]), attributes))]
+            else:
+                fields = zip(*map(operator.itemgetter(*names), attributes), strict=True)
+            columns = [_encoded(list(field)) for field in fields]
+            return _interleaved([("," if index else "{") + key for index, (_, key) in enumerate(keys)], columns, "}")
+        if kind is tuple:
+            lengths = set(map(len, values))
+            if len(lengths) == 1:
+                (length,) = lengths
+                columns = [_encoded(list(position)) for position in zip(*values, strict=True)]
+                return _interleaved(["["] + [","] * (length - 1), columns, "]") if length else "[]"
+    return 1, list(map(_value_json, values))
+
+
+def _interleaved(before: list[str], columns: list[_Column], end: str) -> _Column:
+    """The column whose value ``i`` is ``before[0] + columns[0][i] + before[1] + ... + end``.
+
+    A column of one text joins the text around it; the others' pieces are laid between the
+    texts by slice assignment, one column and offset at a time, never one value at a time.
+    """
+    layout: list[_Column] = []
+    text = ""
+    for prefix, column in zip(before, columns, strict=True):
+        text += prefix
+        if isinstance(column, str):
+            text += column
+        else:
+            layout += [text, column]
+            text = ""
+    if not layout:
+        return text + end
+    layout.append(text + end)
+    count = next(len(part[1]) // part[0] for part in layout if not isinstance(part, str))
+    stride = sum(1 if isinstance(part, str) else part[0] for part in layout)
+    pieces = [""] * (stride * count)
+    offset = 0
+    for part in layout:
+        if isinstance(part, str):
+            pieces[offset::stride] = [part] * count
+            offset += 1
+        else:
+            width, inner = part
+            for within in range(width):
+                pieces[offset + within :: stride] = inner[within::width]
+            offset += width
+    return stride, pieces
 
 
 def _value_json(value: Any) -> str:
@@ -146,5 +215,3 @@ def _layout(keys: list[tuple[str, str]]) -> tuple[str, Callable[[dict[str, Any]]
 
 #: For each dataclass of ``spec`` with fields, its :func:`_layout`.
 _SPEC_LAYOUTS = {kind: _layout(keys) for kind, keys in _SPEC_KEYS.items() if keys}
-#: What no field holds, so that every field of the first task is encoded.
-_UNSEEN = object()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,58 @@ def test_the_fingerprint_and_physical_names_are_what_they_were(tmp_path: Path) -
     )  # fmt: skip
     assert task == renamed
     assert fingerprint(physical, {}, "local") == canonical_before(physical, "local")
+
+
+def test_the_fingerprint_of_tasks_of_many_shapes_is_what_it_was(tmp_path: Path) -> None:
+    """The fingerprint encodes the tasks a field at a time across all of them; tasks that differ in
+    shape (lengths, types, None or not, equal but distinct values, text with % and quotes) give the
+    text they gave when each was encoded whole."""
+    workflow = load_workflow(write(tmp_path, TEMPLATES["valid"], count=3, bad=0), environ={}).workflow
+    out = spec.OutputFile("out.txt", "output")
+    tasks = [
+        spec.Task(id="a", command='echo 100% "done" \u00e9', output_files=(out,), retries=None),
+        spec.Task(
+            id="b",
+            command="true",
+            output_files=(out, spec.OutputFile("b%s.txt", "output", "x/", "failure")),
+            retries=2,
+            depends_on_ranges=((1, 2), (3, 4)),
+        ),
+        spec.Task(
+            id="c",
+            command="true",
+            output_files=(),
+            retries=True,
+            depends_on_ranges=((5, 6),),
+            max_wall_clock=timedelta(minutes=90),
+            environment={"A": "1"},
+        ),
+        spec.Task(
+            id="d",
+            command="true",
+            output_files=(spec.OutputFile("out.txt", "output"),),
+            retries=1.5,
+            display_name="%(name)s",
+            outputs=(spec.DeclaredOutput("output", "r.txt"),),
+            resource_files=(spec.ResourceFile(container="output", blob="in.txt"),),
+        ),
+        spec.Task(
+            id="e",
+            command="true",
+            output_files=(out,),
+            retries=0,
+            environment={"A": "1", "B": "%"},
+            depends_on_ids=("a", "b"),
+        ),
+    ]
+    equal_not_alike = [dataclasses.replace(tasks[0], retries=value) for value in (1, True, 1.0)]
+    for chosen in (tasks, tasks[:1], tasks[2:4], [tasks[1]] * 3, [tasks[0], dataclasses.replace(tasks[0])],
+                   equal_not_alike, [tasks[1], dataclasses.replace(tasks[1], depends_on_ranges=((5, 6), (7, 9)))]):  # fmt: skip
+        varied = dataclasses.replace(workflow, tasks=tuple(chosen))
+        assert fingerprint(varied, {}, "local") == canonical_before(varied, "local"), [t.id for t in chosen]
+    assert fingerprint(dataclasses.replace(workflow, tasks=()), {}, "local") == canonical_before(
+        dataclasses.replace(workflow, tasks=()), "local"
+    )
 
 
 def test_every_spec_class_may_be_made_and_copied_without_its_init() -> None:
