@@ -26,16 +26,7 @@ import re
 from typing import Any
 
 from batchflow.longlived import collector_paused
-from batchflow.model.spec import (
-    ContainerUrl,
-    DeclaredOutput,
-    OutputFile,
-    ResourceFile,
-    Task,
-    Workflow,
-    copier,
-    copy_with,
-)
+from batchflow.model.spec import Task, Workflow, copier
 
 CONTAINER_MAX = 63
 ID_MAX = 64
@@ -62,36 +53,42 @@ def job_id(declared: str, run: str) -> str:
     return _shorten(f"{declared}-{slug}", ID_MAX, f"{declared}\0{run}")
 
 
-def _resource(resource: ResourceFile, names: dict[str, str]) -> ResourceFile:
-    if resource.container is None:
-        return resource
-    return copy_with(resource, container=names[resource.container])
+def _with_container(item: Any, names: dict[str, str]) -> Any:
+    """A resource file, output file, container URL or declared output, with its container renamed."""
+    if item.container is None:  # a resource file from a URL
+        return item
+    copy = object.__new__(type(item))
+    attributes = copy.__dict__
+    attributes.update(item.__dict__)
+    attributes["container"] = names[item.container]
+    return copy
 
 
-_copy_task = copier(Task, ("resource_files", "output_files", "container_urls", "outputs"))
-_copy_with_container = {kind: copier(kind, ("container",)) for kind in (OutputFile, ContainerUrl, DeclaredOutput)}
+#: The fields of a task that name containers: each holds a tuple of items with a ``container``.
+_NAMING_FIELDS = ("resource_files", "output_files", "container_urls", "outputs")
+_copy_task = copier(Task, _NAMING_FIELDS)
 
 
-def _renamed(items: tuple[Any, ...], names: dict[str, str]) -> tuple[Any, ...]:
-    """Output files, container URLs or declared outputs, each with its container renamed."""
-    if not items:
-        return ()
-    copy = _copy_with_container[type(items[0])]
-    return tuple([copy(item, {"container": names[item.container]}) for item in items])
+def _tasks(tasks: tuple[Task, ...], names: dict[str, str]) -> tuple[Task, ...]:
+    """The tasks with their containers renamed.
 
-
-def _task(task: Task, names: dict[str, str]) -> Task:
-    if not (task.resource_files or task.output_files or task.container_urls or task.outputs):
-        return task  # names no container: nothing to rename, and a sweep of such tasks is copied for nothing
-    return _copy_task(
-        task,
-        {
-            "resource_files": tuple(_resource(r, names) for r in task.resource_files) if task.resource_files else (),
-            "output_files": _renamed(task.output_files, names),
-            "container_urls": _renamed(task.container_urls, names),
-            "outputs": _renamed(task.outputs, names),
-        },
-    )
+    A sweep's tasks share the values their template does not vary (see ``model.load._tasks``):
+    each value is renamed once, and the renamed copy is shared the same way.
+    """
+    renamed: dict[int, tuple[Any, ...]] = {}  # id of a field's value (alive in ``tasks``) -> its renamed copy
+    result = []
+    for task in tasks:
+        attributes = task.__dict__
+        changes = {}
+        for field in _NAMING_FIELDS:
+            items = attributes[field]
+            if items:
+                copy = renamed.get(id(items))
+                if copy is None:
+                    copy = renamed[id(items)] = tuple([_with_container(item, names) for item in items])
+                changes[field] = copy
+        result.append(_copy_task(task, changes) if changes else task)
+    return tuple(result)
 
 
 def physical(workflow: Workflow, run: str) -> Workflow:
@@ -109,7 +106,7 @@ def _physical(workflow: Workflow, run: str) -> Workflow:
     pool = workflow.pool
     if pool.start_task is not None:
         start = dataclasses.replace(
-            pool.start_task, resource_files=tuple(_resource(r, names) for r in pool.start_task.resource_files)
+            pool.start_task, resource_files=tuple(_with_container(r, names) for r in pool.start_task.resource_files)
         )
         pool = dataclasses.replace(pool, start_task=start)
     download = workflow.download
@@ -121,7 +118,7 @@ def _physical(workflow: Workflow, run: str) -> Workflow:
         uploads=tuple(dataclasses.replace(u, container=names[u.container]) for u in workflow.uploads),
         pool=pool,
         job=dataclasses.replace(workflow.job, id=job_id(workflow.job.id, run)),
-        tasks=tuple(_task(t, names) for t in workflow.tasks),
+        tasks=_tasks(workflow.tasks, names),
         download=download,
         cleanup=dataclasses.replace(
             workflow.cleanup, containers={names[k]: v for k, v in workflow.cleanup.containers.items()}
