@@ -295,8 +295,7 @@ def _render_tasks(
     leaves: schema.RenderedLeaves | None = None
     whole_checked = False
     rendered_tasks = []
-    for element in _factory(for_each, uploads):
-        task = compiled.render(renderer, once, element)
+    for task in compiled.render_each(renderer, once, _factory(for_each, uploads)):
         if leaves is not None and leaves.valid(task):
             rendered_tasks.append(task)
             continue

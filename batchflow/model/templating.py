@@ -14,11 +14,13 @@ variables can fill numeric and list fields.
 from __future__ import annotations
 
 import math
+import operator
 import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, Union
 
 import jinja2
 import jinja2.meta
@@ -103,17 +105,18 @@ class _Compiled:
     names: frozenset[str]  # the variables it refers to
     template: jinja2.Template
     single: bool  # a lone ``{{ expression }}``: the value keeps its type
-    #: For a string :func:`_direct` can render (``point-{{ value }}``, ``{{ file.name | quote }}``),
-    #: the function that does, faster than the code Jinja generates (see :func:`_direct`).
-    direct: Callable[[Context], Any] | None = None
+    #: For a string :func:`_column` can render (``point-{{ value }}``, ``{{ file.name | quote }}``),
+    #: the function rendering it for many rows at once, straight from the parsed tree.
+    by_column: Callable[[_Rows], _Column] | None = None
 
-    @property
-    def run(self) -> Callable[[Context], Any]:
-        """The function rendering this template against a context."""
-        return self._run_jinja if self.direct is None else self.direct
+    def column(self, rows: _Rows, env: SandboxedEnvironment) -> _Column:
+        """The string rendered for each of ``rows``: a column at a time where it can be, else by Jinja row by row."""
+        if self.by_column is not None:
+            return self.by_column(rows)
+        return _row_by_row(self.run, env, rows)
 
-    def _run_jinja(self, context: Context) -> Any:
-        """Render against ``context``; what the template set at its top level is cleared afterwards.
+    def run(self, context: Context) -> Any:
+        """Render against ``context`` with Jinja; what the template set at its top level is cleared afterwards.
 
         A lone expression is compiled as ``{% set result = expression %}`` (as
         Jinja's own ``compile_expression`` does), so its value is read back
@@ -138,76 +141,105 @@ class _Compiled:
         return value
 
 
-# Rendering straight from the parsed tree. Most template strings of a workflow are literal text
-# and expressions such as ``value``, ``file.name | quote`` or ``(file.stem ~ '.mp3') | quote``, and a
-# sweep renders each 100,000 times. For those, the functions below take the steps the code Jinja
-# generates takes, in the same order: a name is looked up in the context (a missing one is the
-# environment's undefined value, which fails when used), an attribute goes through the sandbox's
-# ``getattr``, ``~`` joins the ``str`` of its parts, a filter is called on its argument, and each
-# expression of the text goes through ``str``. Anything else is left to Jinja.
+# Rendering a column at a time. A sweep renders each string of its task template once per task,
+# 100,000 times, and most are literal text and expressions such as ``value``, ``file.name | quote``
+# or ``(file.stem ~ '.mp3') | quote``. For those, the functions below evaluate each part of the
+# expression for every row (task) at once, a C loop each (``map``), and a part that only reads
+# the variables every row shares is evaluated once. The steps are those the code Jinja generates
+# takes: a name is looked up (a task's own variables first, then the shared ones), an attribute
+# goes through the sandbox's ``getattr``, ``~`` joins the ``str`` of its parts, a filter is called
+# on its argument, and each expression of the text goes through ``str``. They differ from Jinja
+# in one way: what fails fails for the whole column, and the caller then renders the rows one by
+# one with Jinja, which reports the failure as it always has (see TreeTemplate.render_each).
+# Anything else in a string is rendered with Jinja, one row after another.
 
 
-def _direct(body: nodes.Node, env: SandboxedEnvironment, single: bool) -> Callable[[Context], Any] | None:
+@dataclass(frozen=True)
+class _Rows:
+    """The rows a column is rendered for: the variables all share, and each row's own (same names in each)."""
+
+    shared: dict[str, Any]
+    own: list[dict[str, Any]]
+    own_names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Same:
+    """A column whose every row holds ``value`` (one object, shared by the rows)."""
+
+    value: Any
+
+
+#: The values of one expression or string for each row.
+_Column = Union[list[Any], _Same]
+
+
+class _RowByRow(Exception):
+    """A column cannot be rendered whole; the rows are rendered one by one, where the failure is reported."""
+
+
+def _column(body: nodes.Node, env: SandboxedEnvironment, single: bool) -> Callable[[_Rows], _Column] | None:
     """A function rendering ``body`` (the lone expression when ``single``, else the parsed template)
-    against a context, or None when it holds anything but what the functions here render."""
+    for many rows at once, or None when it holds anything but what the functions here render."""
     if single:
-        expression = _expression(body, env)
+        expression = _column_expression(body, env)
         if expression is None:
             return None
 
-        def run_single(context: Context) -> Any:
-            value = expression(context)
-            if isinstance(value, jinja2.Undefined):
-                str(value)  # raises UndefinedError with Jinja's own message
-            return value
+        def run_single(rows: _Rows) -> _Column:
+            column = expression(rows)
+            kinds = {type(column.value)} if isinstance(column, _Same) else set(map(type, column))
+            if any(issubclass(kind, jinja2.Undefined) for kind in kinds):
+                raise _RowByRow("undefined")  # Jinja's message comes from the row that has it
+            return column
 
         return run_single
     if not isinstance(body, nodes.Template) or len(body.body) != 1 or not isinstance(body.body[0], nodes.Output):
         return None
-    return _joined(body.body[0].nodes, env)
+    return _column_joined(body.body[0].nodes, env)
 
 
-def _joined(
-    parts: list[nodes.Node], env: SandboxedEnvironment, *, evaluate_first: bool = False
-) -> Callable[[Context], str] | None:
-    """A function joining the ``str`` of each of ``parts`` (text, constants, expressions), or None.
-
-    Text turns each expression into ``str`` as it comes to it; ``~`` (``evaluate_first``)
-    evaluates all its parts before turning any into ``str``, as Jinja's ``str_join`` does,
-    so that the same missing name is the one reported.
-    """
-    pieces: list[str] = []
-    slots: list[tuple[int, Callable[[Context], Any]]] = []
+def _column_joined(parts: list[nodes.Node], env: SandboxedEnvironment) -> Callable[[_Rows], _Column] | None:
+    """A function joining, row by row, the ``str`` of each of ``parts`` (text, constants, expressions)."""
+    pieces: list[Callable[[_Rows], _Column]] = []
     for node in parts:
         if isinstance(node, nodes.TemplateData):
-            pieces.append(node.data)
+            pieces.append(_constant(node.data))
         elif isinstance(node, nodes.Const) and _plain_constant(node.value):
-            pieces.append(str(node.value))
+            pieces.append(_constant(str(node.value)))
         else:
-            expression = _expression(node, env)
+            expression = _column_expression(node, env)
             if expression is None:
                 return None
-            slots.append((len(pieces), expression))
-            pieces.append("")
+            pieces.append(expression)
 
-    if evaluate_first:
-
-        def join_evaluated(context: Context) -> str:
-            values = [(index, expression(context)) for index, expression in slots]
-            text = pieces.copy()
-            for index, value in values:
-                text[index] = str(value)
-            return "".join(text)
-
-        return join_evaluated
-
-    def join(context: Context) -> str:
-        text = pieces.copy()
-        for index, expression in slots:
-            text[index] = str(expression(context))
-        return "".join(text)
+    def join(rows: _Rows) -> _Column:
+        texts = [_apply(str, piece(rows)) for piece in pieces]
+        if all(isinstance(text, _Same) for text in texts):
+            return _Same("".join([text.value for text in texts]))  # type: ignore[union-attr]
+        if len(texts) == 1:
+            return texts[0]
+        count = len(rows.own)
+        return list(
+            map(
+                "".join,
+                zip(*[[text.value] * count if isinstance(text, _Same) else text for text in texts], strict=True),
+            )
+        )
 
     return join
+
+
+def _constant(value: Any) -> Callable[[_Rows], _Column]:
+    same = _Same(value)
+    return lambda rows: same
+
+
+def _apply(function: Callable[[Any], Any], column: _Column) -> _Column:
+    """``function`` of each row's value; of the one value when all rows share it."""
+    if isinstance(column, _Same):
+        return _Same(function(column.value))
+    return list(map(function, column))
 
 
 def _folds_to_a_bad_constant(node: nodes.Expr, env: SandboxedEnvironment) -> bool:
@@ -226,34 +258,38 @@ def _plain_constant(value: Any) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
-def _expression(node: nodes.Node, env: SandboxedEnvironment) -> Callable[[Context], Any] | None:
-    """A function evaluating the expression ``node`` against a context, or None when it is not one of
-    a name, a constant, an attribute, ``~`` or a filter without arguments."""
+def _column_expression(node: nodes.Node, env: SandboxedEnvironment) -> Callable[[_Rows], _Column] | None:
+    """A function evaluating the expression ``node`` for many rows at once, or None when it is not one
+    of a name, a constant, an attribute, ``~`` or a filter without arguments."""
     if isinstance(node, nodes.Name) and node.ctx == "load" and node.name != "self":  # Jinja's own ``self``
         name = node.name
-        undefined = env.undefined
+        take = operator.itemgetter(name)
 
-        def load(context: Context) -> Any:
-            # Context.resolve_or_missing, inline: what a template set, else the variables.
-            found = context.vars
-            if name not in found:
-                found = context.parent
-                if name not in found:
-                    return undefined(name=name)
-            return found[name]
+        def load(rows: _Rows) -> _Column:
+            if name in rows.own_names:
+                return list(map(take, rows.own))
+            if name in rows.shared:
+                return _Same(rows.shared[name])
+            raise _RowByRow(name)  # undefined: Jinja says so, with its message, row by row
 
         return load
     if isinstance(node, nodes.Const) and _plain_constant(node.value):
-        constant = node.value
-        return lambda context: constant
+        return _constant(node.value)
     if isinstance(node, nodes.Getattr) and node.ctx == "load":
-        owner = _expression(node.node, env)
+        owner = _column_expression(node.node, env)
         attribute = node.attr
         if owner is None:
             return None
-        return lambda context: env.getattr(owner(context), attribute)
+
+        def get(rows: _Rows) -> _Column:
+            column = owner(rows)
+            if isinstance(column, _Same):
+                return _Same(env.getattr(column.value, attribute))
+            return list(map(env.getattr, column, repeat(attribute)))
+
+        return get
     if isinstance(node, nodes.Concat):
-        return _joined(node.nodes, env, evaluate_first=True)
+        return _column_joined(node.nodes, env)
     if isinstance(node, nodes.Filter):
         function = env.filters.get(node.name)
         plain_call = not (node.args or node.kwargs or node.dyn_args or node.dyn_kwargs)
@@ -261,11 +297,23 @@ def _expression(node: nodes.Node, env: SandboxedEnvironment) -> Callable[[Contex
             return None
         if _folds_to_a_bad_constant(node, env):
             return None
-        argument = _expression(node.node, env)
+        argument = _column_expression(node.node, env)
         if argument is None:
             return None
-        return lambda context: function(argument(context))
+        return lambda rows: _apply(function, argument(rows))
     return None
+
+
+def _row_by_row(run: Callable[[Context], Any], env: SandboxedEnvironment, rows: _Rows) -> list[Any]:
+    """``run`` once per row, in one context whose variables are updated in place: making a context
+    per row cost as much as rendering a short template."""
+    context = env.context_class(env, dict(rows.shared), None, {})
+    update = context.parent.update
+    values = []
+    for own in rows.own:
+        update(own)
+        values.append(run(context))
+    return values
 
 
 def _forget(context: Context) -> None:
@@ -295,11 +343,11 @@ class Renderer:
                 (expression,) = [node for node in output.nodes if not isinstance(node, nodes.TemplateData)]
                 assign = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)], lineno=1)
                 assign.set_environment(self.env)
-                direct = _direct(expression, self.env, single=True)
-                entry = _Compiled(names, self.env.from_string(assign), single=True, direct=direct)
+                by_column = _column(expression, self.env, single=True)
+                entry = _Compiled(names, self.env.from_string(assign), single=True, by_column=by_column)
             else:
-                direct = _direct(self.env.parse(text), self.env, single=False)
-                entry = _Compiled(names, self.env.from_string(text), single=False, direct=direct)
+                by_column = _column(self.env.parse(text), self.env, single=False)
+                entry = _Compiled(names, self.env.from_string(text), single=False, by_column=by_column)
             self.compiled[text] = entry
         return entry
 
@@ -320,22 +368,6 @@ class Renderer:
         # globals into a set, which took most of the time; rendering never reads that set.
         parent = {**self.env.globals, **self.variables, **(extra or {})}
         return self.env.context_class(self.env, parent, None, {})
-
-    def render_string(self, text: str, context: Context | None = None) -> Any:
-        """Render one string; a lone ``{{ expression }}`` keeps its value's type.
-
-        ``context`` (from :meth:`context`) holds the variables; default this renderer's.
-        """
-        if not is_template(text):
-            return text
-        if context is None:
-            context = self.context()
-        try:
-            compiled = self._compile(text)
-            self.used |= compiled.names
-            return compiled.run(context)
-        except Exception as exc:
-            raise self.problem(exc, context) from None
 
     def problem(self, exc: Exception, context: Context) -> TemplateProblem:
         """What went wrong in a template, in the user's terms."""
@@ -374,28 +406,18 @@ class TreeTemplate:
     rendering: here the walk is done once, into a function that rebuilds only
     the mappings and lists on the way to a template string. Everything else is
     shared with the template and between the rendered trees, which must
-    therefore be treated as read-only except at the :attr:`templated` paths.
+    therefore be treated as read-only; so must the rendered values, which rows
+    share when they do not depend on what differs between them.
     """
 
     def __init__(self, value: Any, path: Path, skip: Iterable[Path] = ()) -> None:
         self._skipped = {tuple(p) for p in skip}
         self._value = value
-        self._path = tuple(path)
         found: dict[Path, str] = {}
-
-        def take_next(here: Path, text: str) -> Callable[[Callable[[], Any]], Any]:
-            found[here] = text
-            return _take
-
-        #: Builds a rendered tree from the strings' values, given the function returning each in turn.
-        self._from_values = self._assembler(value, self._path, take_next)
+        #: Builds the rendered trees from the strings' columns.
+        self._from_values = self._assembler(value, tuple(path), found)
         #: The template strings, in the order ``_from_values`` takes their values.
         self._leaves: tuple[tuple[Path, str], ...] = tuple(found.items())
-        # Once every string has compiled for a renderer: that renderer, and the function that builds
-        # a rendered tree straight from a context, each string's compiled run in its place.
-        self._direct: tuple[Renderer, Callable[[Context], Any]] | None = None
-        # The context of the last render and the names it was made for (see render).
-        self._last: tuple[Renderer, frozenset[str], Context] | None = None
         #: The paths of the template strings: the only values that differ between rendered trees.
         self.templated: frozenset[Path] = frozenset(found)
         #: The paths of template strings that always render to text (not a lone ``{{ expression }}``).
@@ -403,33 +425,33 @@ class TreeTemplate:
             p for p, text in found.items() if not _SINGLE_EXPRESSION.match(text)
         )
 
-    def _assembler(
-        self, node: Any, here: Path, leaf: Callable[[Path, str], Callable[[Any], Any]]
-    ) -> Callable[[Any], Any] | None:
-        """A function of one argument that makes this node's rendered copy, or None when nothing below
-        it is a template. Each template string is rendered by ``leaf(path, text)``, called here once,
-        which returns the function giving the string's value from that argument. A mapping or list is
-        copied whole and then has its templated entries replaced, in the order they are walked here."""
+    def _assembler(self, node: Any, here: Path, found: dict[Path, str]) -> _Assemble | None:
+        """The function making this node's rendered copies from the strings' columns (see :data:`_Assemble`),
+        or None when nothing below it is a template. Each template string is put into ``found`` by its
+        path, in the order its column is taken. A mapping or list is copied whole, once per row, and
+        then has its templated entries replaced, an entry for all rows at a time."""
         if here in self._skipped:
             return None
         if isinstance(node, str) and is_template(node):
-            return leaf(here, node)
+            found[here] = node
+            return _next_column
         if not isinstance(node, (dict, list)):
             return None
-        changing: list[tuple[Any, Callable[[Any], Any]]] = []  # (key or index, what makes its value)
+        changing: list[tuple[Any, _Assemble]] = []  # (key or index, what makes its values)
         for key, child in node.items() if isinstance(node, dict) else enumerate(node):
-            entry = self._assembler(child, here + (key,), leaf)
+            entry = self._assembler(child, here + (key,), found)
             if entry is not None:
                 changing.append((key, entry))
         if not changing:
             return None
         make_copy = dict.copy if isinstance(node, dict) else list.copy
 
-        def assemble(argument: Any) -> Any:
-            copy = make_copy(node)
+        def assemble(columns: Iterator[list[Any]], count: int) -> list[Any]:
+            copies = list(map(make_copy, repeat(node, count)))
             for key, entry in changing:
-                copy[key] = entry(argument)
-            return copy
+                for copy, value in zip(copies, entry(columns, count), strict=True):
+                    copy[key] = value
+            return copies
 
         return assemble
 
@@ -437,57 +459,75 @@ class TreeTemplate:
         self, renderer: Renderer, on_error: Callable[[Path, str], None], extra: dict[str, Any] | None = None
     ) -> Any:
         """The tree rendered with ``renderer``'s variables and ``extra``; a string that fails is reported
-        through ``on_error(path, message)`` and kept as it was.
+        through ``on_error(path, message)`` and kept as it was."""
+        return next(self.render_each(renderer, on_error, [extra or {}]))
 
-        Renders one after another with ``extra`` of the same names (a sweep's ``index``, ``value``...)
-        share one context, its variables updated in place: making a context per task cost as
-        much as rendering a short template.
+    def render_each(
+        self, renderer: Renderer, on_error: Callable[[Path, str], None], rows: list[dict[str, Any]]
+    ) -> Iterator[Any]:
+        """The tree rendered once for each of ``rows`` (the variables that row adds to the renderer's, with
+        the same names in every row: a sweep's ``value``, ``index`` and ``count``).
+
+        Each string is rendered for all rows at once (see :func:`_column`). When one fails for any
+        row, the rows are rendered one by one instead, each string with Jinja, and every failure is
+        reported through ``on_error(path, message)``, the string kept as it was.
         """
         if self._from_values is None:
-            return self._value
-        extra = extra or {}
-        last = self._last
-        if last is not None and last[0] is renderer and last[1] == extra.keys():
-            context = last[2]
-            context.parent.update(extra)
+            yield from repeat(self._value, len(rows))
+            return
+        columns = self._columns(renderer, rows)
+        if columns is None:
+            yield from self._one_by_one(renderer, on_error, rows)
         else:
-            context = renderer.context(extra)
-            self._last = (renderer, frozenset(extra), context)
-        direct = self._direct
-        if direct is not None and direct[0] is renderer:
-            try:
-                return direct[1](context)
-            except Exception:  # what failed is found again, and reported, below, from a clean context
-                context = renderer.context(extra)
-        values, context = self._render_each(renderer, context, on_error, extra)
-        self._last = (renderer, frozenset(extra), context)
-        return self._from_values(iter(values).__next__)
+            yield from self._from_values(iter(columns), len(rows))
 
-    def _render_each(
-        self, renderer: Renderer, context: Context, on_error: Callable[[Path, str], None], extra: dict[str, Any]
-    ) -> tuple[list[Any], Context]:
-        """Render the strings one by one, reporting each that fails (and keeping its text); the values and
-        the context to go on with. Once every string has compiled, later renders go the direct way."""
-        values = []
-        runs: dict[Path, Callable[[Context], Any]] = {}
-        for here, text in self._leaves:
-            try:
+    def _columns(self, renderer: Renderer, rows: list[dict[str, Any]]) -> list[list[Any]] | None:
+        """Each string's values for ``rows``, in the order of :attr:`_leaves`; None when any string fails."""
+        names = rows[0].keys() if rows else set()
+        if any(row.keys() != names for row in rows):
+            return None
+        shared = {**renderer.env.globals, **renderer.variables}
+        together = _Rows(shared, rows, frozenset(names))
+        columns = []
+        try:
+            for _, text in self._leaves:
                 compiled = renderer._compile(text)
                 renderer.used |= compiled.names
-                runs[here] = compiled.run
-                values.append(compiled.run(context))
-            except Exception as exc:
-                on_error(here, renderer.problem(exc, context).message)
-                context = renderer.context(extra)  # a template that failed midway may have left state behind
-                values.append(text)
-        if len(runs) == len(self._leaves) and (self._direct is None or self._direct[0] is not renderer):
-            direct = self._assembler(self._value, self._path, lambda here, text: runs[here])
-            self._direct = (renderer, direct)  # type: ignore[assignment]
-        return values, context
+                column = compiled.column(together, renderer.env)
+                columns.append([column.value] * len(rows) if isinstance(column, _Same) else column)
+        except Exception:  # found again, and reported, row by row
+            return None
+        return columns
+
+    def _one_by_one(
+        self, renderer: Renderer, on_error: Callable[[Path, str], None], rows: list[dict[str, Any]]
+    ) -> Iterator[Any]:
+        """The tree rendered for each row in turn, each string with Jinja, each failure reported (the
+        string kept as it was). The rows share one context, its variables updated in place."""
+        context = renderer.context()
+        for row in rows:
+            context.parent.update(row)
+            values = []
+            for here, text in self._leaves:
+                try:
+                    compiled = renderer._compile(text)
+                    renderer.used |= compiled.names
+                    values.append(compiled.run(context))
+                except Exception as exc:
+                    on_error(here, renderer.problem(exc, context).message)
+                    context = renderer.context(row)  # a template that failed midway may have left state behind
+                    values.append(text)
+            (tree,) = self._from_values(iter([[value] for value in values]), 1)  # type: ignore[misc]
+            yield tree
 
 
-def _take(take: Callable[[], Any]) -> Any:
-    return take()
+#: Makes the rendered copies of one node of a tree, one per row, given the columns of the
+#: strings below it (taken from the iterator in the order they were found) and the number of rows.
+_Assemble = Callable[[Iterator[list[Any]], int], list[Any]]
+
+
+def _next_column(columns: Iterator[list[Any]], count: int) -> list[Any]:
+    return next(columns)
 
 
 def _undefined_message(exc: jinja2.UndefinedError, variables: Iterable[str]) -> str:

@@ -1,9 +1,11 @@
-"""Strings of text, names, attributes, ``~`` and plain filters are rendered without Jinja's machinery: the same result.
+"""Strings of text, names, attributes, ``~`` and plain filters are rendered a column at a time: the same result.
 
 ``point-{{ value }}`` and ``{{ file.name | quote }}`` are most of what a sweep
-renders, 100,000 times; they are rendered straight from the tree Jinja's own
-parser made, taking the steps the code Jinja generates takes. These tests hold
-that path to Jinja itself: the same text, the same value, the same error.
+renders, 100,000 times; they are rendered for all tasks at once, straight from
+the tree Jinja's own parser made, taking the steps the code Jinja generates
+takes. These tests hold that path to Jinja itself: the same text and the same
+value, and where Jinja fails for any row, a failure (the rows are then rendered
+one by one by Jinja, which reports it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from batchflow.model import templating
 from batchflow.model.templating import Renderer, TreeTemplate, make_environment
 
 TEXTS = [
@@ -53,34 +56,86 @@ def jinja_result(text: str, variables: dict) -> tuple[str, object]:
     renderer = Renderer(variables)
     compiled = renderer._compile(text)
     try:
-        return "value", compiled._run_jinja(renderer.context())
+        return "value", compiled.run(renderer.context())
     except Exception as exc:
         return type(exc).__name__, str(exc)
 
 
-def direct_result(text: str, variables: dict) -> tuple[str, object]:
-    renderer = Renderer(variables)
+def column_result(text: str, shared: dict, rows: list[dict]) -> list[object] | None:
+    """The string rendered for ``rows`` at once (each row adds its variables to ``shared``), or None when it fails."""
+    renderer = Renderer(shared)
     compiled = renderer._compile(text)
-    assert compiled.direct is not None, f"{text!r} takes the direct path"
+    assert compiled.by_column is not None, f"{text!r} is rendered a column at a time"
+    together = templating._Rows({**renderer.env.globals, **shared}, rows, frozenset(rows[0]))
     try:
-        return "value", compiled.direct(renderer.context())
-    except Exception as exc:
-        return type(exc).__name__, str(exc)
+        column = compiled.by_column(together)
+    except Exception:
+        return None
+    return [column.value] * len(rows) if isinstance(column, templating._Same) else column
+
+
+def expected(text: str, shared: dict, rows: list[dict]) -> list[object] | None:
+    """Jinja's value for each row, or None when it fails for any."""
+    results = [jinja_result(text, {**shared, **row}) for row in rows]
+    return [value for _, value in results] if all(kind == "value" for kind, _ in results) else None
 
 
 @pytest.mark.parametrize("text", TEXTS + SINGLE_TEXTS)
-def test_strings_render_on_the_direct_path_as_jinja_renders_them(text: str) -> None:
-    for value in VALUES:
-        variables = {"value": value, "other": "x"}
-        assert direct_result(text, variables) == jinja_result(text, variables), (text, value)
+def test_strings_render_a_column_at_a_time_as_jinja_renders_them_row_by_row(text: str) -> None:
+    for value in VALUES:  # one row: the exact value, or a failure where Jinja fails
+        rows = [{"value": value}]
+        assert column_result(text, {"other": "x"}, rows) == expected(text, {"other": "x"}, rows), (text, value)
+        shared = {"value": value, "other": "x"}  # the value shared by all rows, evaluated once
+        assert column_result(text, shared, [{}, {}]) == expected(text, shared, [{}, {}]), (text, value)
+        shadowed = {"value": "shared", "other": "x"}  # a row's own variable comes first
+        assert column_result(text, shadowed, rows) == expected(text, shadowed, rows), (text, value)
+    rows = [{"value": value} for value in VALUES]  # all rows at once: fails if any row does
+    assert column_result(text, {"other": "x"}, rows) == expected(text, {"other": "x"}, rows), text
+    fine = [row for row in rows if expected(text, {"other": "x"}, [row]) is not None]
+    if fine:
+        assert column_result(text, {"other": "x"}, fine) == expected(text, {"other": "x"}, fine), text
 
 
-def test_the_direct_path_is_jinja_rendering_the_text() -> None:
+def test_the_reference_is_jinja_rendering_the_text() -> None:
     """The reference above is itself Jinja's ordinary rendering of the string."""
     for value in [7, "a b", {"name": "n"}]:
         for text in ["point-{{ value }}", "a {{ value }} b {{ other }} c", "-i {{ value | quote }}", "{{ value ~ 1 }}"]:
-            expected = make_environment().from_string(text).render(value=value, other="x")
-            assert direct_result(text, {"value": value, "other": "x"}) == ("value", expected)
+            rendered = make_environment().from_string(text).render(value=value, other="x")
+            assert column_result(text, {"other": "x"}, [{"value": value}]) == [rendered]
+
+
+def test_a_sweep_renders_without_jinja_when_every_string_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = TreeTemplate({"id": "p-{{ value }}", "files": [{"pattern": "{{ value ~ '.txt' }}", "c": "out"}]}, ("t",))
+    monkeypatch.setattr(templating._Compiled, "run", lambda *_: pytest.fail("rendered by Jinja"))
+    rows = [{"value": value, "index": index} for index, value in enumerate(["a", 2, None])]
+    rendered = list(tree.render_each(Renderer({}), lambda *_: pytest.fail("no failure"), rows))
+    assert rendered == [
+        {"id": "p-a", "files": [{"pattern": "a.txt", "c": "out"}]},
+        {"id": "p-2", "files": [{"pattern": "2.txt", "c": "out"}]},
+        {"id": "p-None", "files": [{"pattern": "None.txt", "c": "out"}]},
+    ]
+    assert (
+        rendered[0]["files"] is not rendered[1]["files"]
+        and rendered[0]["files"][0]["c"] is rendered[1]["files"][0]["c"]
+    )
+
+
+def test_strings_only_jinja_renders_go_row_by_row_beside_the_columns() -> None:
+    tree = TreeTemplate({"a": "{{ value + 1 }}", "b": "x-{{ value }}", "c": "{% if value %}y{% endif %}"}, ("t",))
+    rows = [{"value": value} for value in (0, 1, 2)]
+    rendered = list(tree.render_each(Renderer({}), lambda *_: pytest.fail("no failure"), rows))
+    assert rendered == [{"a": 1, "b": "x-0", "c": ""}, {"a": 2, "b": "x-1", "c": "y"}, {"a": 3, "b": "x-2", "c": "y"}]
+
+
+def test_one_row_that_fails_is_reported_and_the_others_render() -> None:
+    messages: list[tuple[tuple, str]] = []
+    tree = TreeTemplate({"id": "p-{{ value.name }}", "n": "{{ value.name | quote }}"}, ("t",))
+    rows = [{"value": {"name": "a"}}, {"value": {}}, {"value": {"name": "c d"}}]
+    rendered = list(tree.render_each(Renderer({}), lambda path, message: messages.append((path, message)), rows))
+    assert rendered[0] == {"id": "p-a", "n": "a"} and rendered[2] == {"id": "p-c d", "n": "'c d'"}
+    assert rendered[1] == {"id": "p-{{ value.name }}", "n": "{{ value.name | quote }}"}
+    assert [path for path, _ in messages] == [("t", "id"), ("t", "n")]
+    assert all("has no attribute 'name'" in message for _, message in messages), messages
 
 
 def test_a_lone_name_keeps_its_type_as_before() -> None:
@@ -106,24 +161,24 @@ def test_other_templates_still_go_through_jinja() -> None:
         "{{ 'nan' | float }}",
         "x{{ 'a' ~ 1e400 }}",
     ]:
-        assert renderer._compile(text).direct is None, text
+        assert renderer._compile(text).by_column is None, text
 
 
-def test_a_missing_name_is_the_same_error_on_both_paths() -> None:
+def test_a_missing_name_is_the_same_error_either_way() -> None:
     messages: list[str] = []
-    tree = TreeTemplate({"direct": "x-{{ missing_name }}", "jinja": "x-{{ missing_name | default(1) + 1 }}"}, ("t",))
+    tree = TreeTemplate({"column": "x-{{ missing_name }}", "jinja": "x-{{ missing_name | default(1) + 1 }}"}, ("t",))
     renderer = Renderer({"missing_nam": 1})
     rendered = tree.render(renderer, lambda path, message: messages.append(message), {})
-    assert rendered["direct"] == "x-{{ missing_name }}"
+    assert rendered["column"] == "x-{{ missing_name }}"
     assert len(messages) == 1
     assert "undefined variable 'missing_name'" in messages[0] and "missing_nam" in messages[0]
-    tree = TreeTemplate({"direct": "x-{{ missing_name | quote }}", "jinja": "x-{{ missing_name + 1 }}"}, ("t",))
+    tree = TreeTemplate({"column": "x-{{ missing_name | quote }}", "jinja": "x-{{ missing_name + 1 }}"}, ("t",))
     messages.clear()
     tree.render(renderer, lambda path, message: messages.append(message), {})
     assert len(messages) == 2 and messages[0] == messages[1]
 
 
-def test_an_unsafe_attribute_is_refused_on_the_direct_path() -> None:
+def test_an_unsafe_attribute_is_refused_by_the_columns_too() -> None:
     messages: list[str] = []
     tree = TreeTemplate({"s": "{{ value.__class__.__mro__ }}"}, ("t",))
     tree.render(Renderer({}), lambda path, message: messages.append(message), {"value": "x"})
