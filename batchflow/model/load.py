@@ -26,8 +26,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from batchflow.diagnostics import Diagnostic, sort_key
 from batchflow.durations import parse_duration
@@ -347,88 +348,86 @@ def _declared_outputs(raw: Any, default_container: str | None) -> tuple[spec.Dec
     return tuple(found)
 
 
-# How each key of a rendered task becomes fields of spec.Task: ``part(value, fields, download
-# container)`` sets the fields from the key's value (None when the key is absent). One function per
-# key, so that a sweep converts the keys its template never varies once, not once per task.
+# How each key of a rendered task becomes fields of spec.Task: ``part(values, download container)``
+# takes the key's value in each task (None where the key is absent) and returns, for each field it
+# sets, that field's value in each task. A sweep converts the keys its template never varies once,
+# for the first task, and the others a column at a time.
+_Part = Callable[[list[Any], Optional[str]], dict[str, list[Any]]]
 
 
-def _as_is(field: str) -> Callable[[Any, dict[str, Any], str | None], None]:
+def _as_is(field: str) -> _Part:
     """The part for a key whose value is the field's value."""
-
-    def part(value: Any, fields: dict[str, Any], _: str | None) -> None:
-        fields[field] = value
-
-    return part
+    return lambda values, _: {field: values}
 
 
-def _resource_files(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["resource_files"] = tuple(_resource_file(r) for r in value) if value else ()
+def _each(field: str, convert: Callable[[Any], Any], empty: tuple[()]) -> _Part:
+    """The part for a key whose value, when given and not empty, ``convert`` makes the field's value."""
+    return lambda values, _: {field: [convert(value) if value else empty for value in values]}
+
+
+def _resource_files(value: list[dict[str, Any]]) -> tuple[spec.ResourceFile, ...]:
+    return tuple(map(_resource_file, value))
 
 
 _make_output_file = spec.maker(spec.OutputFile, ("pattern", "container", "path", "upload_on"))
 
 
-def _output_files(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["output_files"] = (
-        tuple(
-            _make_output_file(
-                {
-                    "pattern": o["pattern"],
-                    "container": o["container"],
-                    "path": o.get("path"),
-                    "upload_on": o.get("upload_on", "success"),
-                }
-            )
-            for o in value
-        )
-        if value
-        else ()
+def _output_file(raw: dict[str, Any]) -> spec.OutputFile:
+    return _make_output_file(
+        {
+            "pattern": raw["pattern"],
+            "container": raw["container"],
+            "path": raw.get("path"),
+            "upload_on": raw.get("upload_on", "success"),
+        }
     )
 
 
-def _container_urls(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["container_urls"] = (
-        tuple(spec.ContainerUrl(name, url["container"], url.get("access", "write")) for name, url in value.items())
-        if value
-        else ()
-    )
+def _output_files(value: list[dict[str, Any]]) -> tuple[spec.OutputFile, ...]:
+    return tuple(map(_output_file, value))
 
 
-def _task_environment(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["environment"] = _environment(value) if value else {}
+def _container_urls(value: dict[str, Any]) -> tuple[spec.ContainerUrl, ...]:
+    return tuple(spec.ContainerUrl(name, url["container"], url.get("access", "write")) for name, url in value.items())
 
 
-def _constraints(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["max_wall_clock"] = _duration(value.get("max_wall_clock")) if value else None
-    fields["retention"] = _duration(value.get("retention")) if value else None
+def _constraints(values: list[Any], _: str | None) -> dict[str, list[Any]]:
+    return {
+        "max_wall_clock": [_duration(value.get("max_wall_clock")) if value else None for value in values],
+        "retention": [_duration(value.get("retention")) if value else None for value in values],
+    }
 
 
-def _required_slots(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    fields["required_slots"] = 1 if value is None else value
+def _required_slots(values: list[Any], _: str | None) -> dict[str, list[Any]]:
+    return {"required_slots": [1 if value is None else value for value in values]}
 
 
-def _depends_on(value: Any, fields: dict[str, Any], _: str | None) -> None:
-    ids: Any = ()
-    ranges: Any = ()
-    if value:
-        ids = value if isinstance(value, list) else value.get("ids", ())
-        ranges = () if isinstance(value, list) else value.get("ranges", ())
-    fields["depends_on_ids"] = tuple(ids)
-    fields["depends_on_ranges"] = tuple((r["from"], r["to"]) for r in ranges)
+def _dependencies(value: Any) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
+    """``depends_on`` (a list of ids, or ids and ranges) as the task's ids and ranges."""
+    if not value:
+        return (), ()
+    if isinstance(value, list):
+        return tuple(value), ()
+    return tuple(value.get("ids", ())), tuple((r["from"], r["to"]) for r in value.get("ranges", ()))
 
 
-def _outputs(value: Any, fields: dict[str, Any], download_container: str | None) -> None:
-    fields["outputs"] = _declared_outputs(value, download_container) if value else ()
+def _depends_on(values: list[Any], _: str | None) -> dict[str, list[Any]]:
+    pairs = [_dependencies(value) for value in values]
+    return {"depends_on_ids": [ids for ids, _ in pairs], "depends_on_ranges": [ranges for _, ranges in pairs]}
 
 
-_TASK_PARTS: dict[str, Callable[[Any, dict[str, Any], str | None], None]] = {
+def _outputs(values: list[Any], download_container: str | None) -> dict[str, list[Any]]:
+    return {"outputs": [_declared_outputs(value, download_container) if value else () for value in values]}
+
+
+_TASK_PARTS: dict[str, _Part] = {
     "id": _as_is("id"),
     "command": _as_is("command"),
     "display_name": _as_is("display_name"),
-    "resource_files": _resource_files,
-    "output_files": _output_files,
-    "container_urls": _container_urls,
-    "environment": _task_environment,
+    "resource_files": _each("resource_files", _resource_files, ()),
+    "output_files": _each("output_files", _output_files, ()),
+    "container_urls": _each("container_urls", _container_urls, ()),
+    "environment": lambda values, _: {"environment": [_environment(value) for value in values]},
     "constraints": _constraints,
     "retries": _as_is("retries"),
     "required_slots": _required_slots,
@@ -445,26 +444,27 @@ def _tasks(
     ``varying`` holds the paths of the template's strings: a key of the template
     with none below it is the same in every task, so it is converted once, from
     the first task, and its values are shared by all of them (they are read-only).
+    The other keys are converted a column at a time (see :data:`_Part`).
     """
     if not tasks_data:
         return ()
     changing = None if varying is None else {path[len(TEMPLATE)] for path in varying if len(path) > len(TEMPLATE)}
     shared: dict[str, Any] = {}
-    per_task = []
+    columns: dict[str, list[Any]] = {}
     for key, part in _TASK_PARTS.items():
         if changing is None or key in changing:
-            per_task.append((key, part))
+            columns.update(part(list(map(dict.get, tasks_data, repeat(key))), download_container))
         else:
-            part(tasks_data[0].get(key), shared, download_container)
-    make_task = None
+            shared.update(
+                {field: values[0] for field, values in part([tasks_data[0].get(key)], download_container).items()}
+            )
+    make_task = spec.maker(spec.Task, [*shared, *columns])
+    names = list(columns)
+    rows = zip(*columns.values(), strict=True) if columns else repeat((), len(tasks_data))
     tasks = []
-    for raw in tasks_data:
+    for row in rows:
         fields = shared.copy()
-        get = raw.get
-        for key, part in per_task:
-            part(get(key), fields, download_container)
-        if make_task is None:
-            make_task = spec.maker(spec.Task, fields)  # every task's fields have the same keys
+        fields.update(zip(names, row, strict=True))
         tasks.append(make_task(fields))
     return tuple(tasks)
 
