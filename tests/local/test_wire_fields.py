@@ -7,11 +7,14 @@ and checks them at once, so a failure names the call.
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import datetime, timezone
 
 from azure.batch import models
 from azure.core.exceptions import ResourceNotFoundError
 
+from batchflow.local.emulator import wire
 from tests.conftest import LocalServices, unique
 from tests.local.wire_models import check_recording
 
@@ -64,3 +67,17 @@ def test_every_kind_of_answer_has_only_sdk_fields(local_services: LocalServices)
 
     problems = check_recording(local_services.wire_record)
     assert problems == []
+
+
+def test_timestamps_are_the_current_time_in_the_services_format() -> None:
+    """Times of the current moment are written from a per-second cache; they must read the same clock as
+    ``datetime.now``, keep seven fractional digits and ``Z``, and read back as the moment they name."""
+    for _ in range(3):
+        before = wire.timestamp()
+        moment = datetime.now(timezone.utc)
+        after = wire.timestamp()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z", before), before
+        assert before <= wire.timestamp(moment) <= after
+        assert wire.parse_timestamp(before) <= moment <= wire.parse_timestamp(after)
+        assert wire.parse_timestamp(wire.timestamp(moment)) == moment
+        time.sleep(0.6)  # into another second, past the cached one

@@ -35,16 +35,30 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: The second the current time was last asked for in, and its date and time of day as text.
+_this_second: tuple[int, str] = (-1, "")
+
+
 def timestamp(moment: datetime | None = None) -> str:
-    """RFC 3339 with seven fractional digits and ``Z``, as the service writes times."""
-    moment = moment or now()
-    # isoformat costs half what strftime does, and a task gets several timestamps. Times here are UTC.
-    return moment.isoformat(timespec="microseconds")[:26] + "0Z"
+    """RFC 3339 with seven fractional digits and ``Z``, as the service writes times (``moment`` is UTC).
+
+    A task gets eight timestamps of the current time on its way through: its date and time of
+    day are written once per second and only the microseconds each time, a tenth of the cost
+    of ``isoformat`` (which was a tenth of the service's time for a no-op task).
+    """
+    global _this_second
+    if moment is not None:
+        return moment.isoformat(timespec="microseconds")[:26] + "0Z"
+    second, microsecond = divmod(time.time_ns() // 1000, 1_000_000)  # the clock datetime.now reads
+    known = _this_second
+    if known[0] != second:
+        known = _this_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{known[1]}.{microsecond:06d}0Z"
 
 
 def parse_timestamp(text: str) -> datetime:
     """Read back a time written by :func:`timestamp`."""
-    return datetime.strptime(text[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text[:26]).replace(tzinfo=timezone.utc)
 
 
 def http_date(text: str) -> str:
