@@ -75,6 +75,7 @@ def plan_command(args: argparse.Namespace) -> int:
     workflow = load(args).workflow
     run, run_dir, digests, _ = open_run(workflow, args.state_dir, args.run, args.target)
     physical = naming.physical(workflow, run)
+    gc.freeze()  # as after loading (see load): the renamed tasks live to the end of the command
     notes, context, cached = _compare(args, workflow, physical, run, run_dir, digests)
     steps = describe(physical, declared=naming.logical_names(workflow, run), cached=cached)
     views.print_plan(workflow.name, steps, args.output, notes=notes, context=context)
