@@ -108,6 +108,9 @@ class _Compiled:
     #: For a string :func:`_column` can render (``point-{{ value }}``, ``{{ file.name | quote }}``),
     #: the function rendering it for many rows at once, straight from the parsed tree.
     by_column: Callable[[_Rows], _Column] | None = None
+    #: Whether it calls anything (``{{ items.append(value) }}``): a call may change what the next string
+    #: sees, so a tree holding one is rendered a row at a time, its strings in order.
+    calls: bool = False
 
     def column(self, rows: _Rows, env: SandboxedEnvironment) -> _Column:
         """The string rendered for each of ``rows``: a column at a time where it can be, else by Jinja row by row."""
@@ -300,8 +303,23 @@ def _column_expression(node: nodes.Node, env: SandboxedEnvironment) -> Callable[
         argument = _column_expression(node.node, env)
         if argument is None:
             return None
-        return lambda rows: _apply(function, argument(rows))
+
+        def filtered(rows: _Rows) -> _Column:
+            column = argument(rows)
+            if isinstance(column, _Same):
+                value = function(column.value)
+                if type(value) in _IMMUTABLE:
+                    return _Same(value)
+                # a new list, dict or iterator for each row, as Jinja makes one each time
+                return [value, *(function(column.value) for _ in rows.own[1:])] if rows.own else []
+            return list(map(function, column))
+
+        return filtered
     return None
+
+
+#: What a filter may return once for all the rows that share its argument.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 
 def _row_by_row(run: Callable[[Context], Any], env: SandboxedEnvironment, rows: _Rows) -> list[Any]:
@@ -344,10 +362,13 @@ class Renderer:
                 assign = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)], lineno=1)
                 assign.set_environment(self.env)
                 by_column = _column(expression, self.env, single=True)
-                entry = _Compiled(names, self.env.from_string(assign), single=True, by_column=by_column)
+                calls = any(True for _ in expression.find_all(nodes.Call))
+                entry = _Compiled(names, self.env.from_string(assign), True, by_column, calls)
             else:
-                by_column = _column(self.env.parse(text), self.env, single=False)
-                entry = _Compiled(names, self.env.from_string(text), single=False, by_column=by_column)
+                parsed = self.env.parse(text)
+                by_column = _column(parsed, self.env, single=False)
+                calls = any(True for _ in parsed.find_all(nodes.Call))
+                entry = _Compiled(names, self.env.from_string(text), False, by_column, calls)
             self.compiled[text] = entry
         return entry
 
@@ -472,6 +493,8 @@ class TreeTemplate:
         row, the rows are rendered one by one instead, each string with Jinja, and every failure is
         reported through ``on_error(path, message)``, the string kept as it was.
         """
+        if not rows:
+            return
         if self._from_values is None:
             yield from repeat(self._value, len(rows))
             return
@@ -482,18 +505,23 @@ class TreeTemplate:
             yield from self._from_values(iter(columns), len(rows))
 
     def _columns(self, renderer: Renderer, rows: list[dict[str, Any]]) -> list[list[Any]] | None:
-        """Each string's values for ``rows``, in the order of :attr:`_leaves`; None when any string fails."""
-        names = rows[0].keys() if rows else set()
+        """Each string's values for ``rows``, in the order of :attr:`_leaves`; None when any string fails,
+        calls anything, or the rows do not all have the same names."""
+        names = rows[0].keys()
         if any(row.keys() != names for row in rows):
             return None
-        shared = {**renderer.env.globals, **renderer.variables}
-        together = _Rows(shared, rows, frozenset(names))
+        try:
+            compiled = [renderer._compile(text) for _, text in self._leaves]
+        except Exception:  # reported row by row
+            return None
+        if any(entry.calls for entry in compiled):
+            return None
+        together = _Rows({**renderer.env.globals, **renderer.variables}, rows, frozenset(names))
         columns = []
         try:
-            for _, text in self._leaves:
-                compiled = renderer._compile(text)
-                renderer.used |= compiled.names
-                column = compiled.column(together, renderer.env)
+            for entry in compiled:
+                renderer.used |= entry.names
+                column = entry.column(together, renderer.env)
                 columns.append([column.value] * len(rows) if isinstance(column, _Same) else column)
         except Exception:  # found again, and reported, row by row
             return None
@@ -503,10 +531,13 @@ class TreeTemplate:
         self, renderer: Renderer, on_error: Callable[[Path, str], None], rows: list[dict[str, Any]]
     ) -> Iterator[Any]:
         """The tree rendered for each row in turn, each string with Jinja, each failure reported (the
-        string kept as it was). The rows share one context, its variables updated in place."""
-        context = renderer.context()
+        string kept as it was). Rows with the same names share one context, its variables updated in place."""
+        context, names = renderer.context(), None
         for row in rows:
-            context.parent.update(row)
+            if row.keys() == names:
+                context.parent.update(row)
+            else:
+                context, names = renderer.context(row), row.keys()
             values = []
             for here, text in self._leaves:
                 try:

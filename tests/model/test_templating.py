@@ -183,3 +183,37 @@ def test_an_unsafe_attribute_is_refused_by_the_columns_too() -> None:
     tree = TreeTemplate({"s": "{{ value.__class__.__mro__ }}"}, ("t",))
     tree.render(Renderer({}), lambda path, message: messages.append(message), {"value": "x"})
     assert len(messages) == 1 and "template" in messages[0]
+
+
+def test_rows_with_other_names_do_not_see_the_names_of_the_row_before() -> None:
+    messages: list[str] = []
+    tree = TreeTemplate({"a": "{{ a }}"}, ("t",))
+    rendered = list(
+        tree.render_each(Renderer({}), lambda path, message: messages.append(message), [{"a": 1}, {"b": 2}])
+    )
+    assert rendered == [{"a": 1}, {"a": "{{ a }}"}]
+    assert len(messages) == 1 and "undefined variable 'a'" in messages[0]
+
+
+def test_a_filter_of_shared_values_makes_each_row_its_own_list_or_iterator() -> None:
+    renderer = Renderer({"xs": [1, 2], "d": {"b": 1, "a": 2}})
+    tree = TreeTemplate({"r": "{{ xs | reverse }}", "s": "{{ d | dictsort }}", "n": "{{ xs | length }}"}, ("t",))
+    first, second = tree.render_each(renderer, lambda *_: pytest.fail("no failure"), [{"value": 1}, {"value": 2}])
+    assert list(first["r"]) == list(second["r"]) == [2, 1], "an iterator is not shared (and used up) by the rows"
+    assert first["s"] == second["s"] == [("a", 2), ("b", 1)] and first["s"] is not second["s"]
+    assert first["n"] == second["n"] == 2
+
+
+def test_strings_that_call_anything_are_rendered_task_by_task_in_order() -> None:
+    """The sandbox lets a template call safe methods (``list.append``): what one string does, the next sees."""
+    tree = TreeTemplate({"a": "{{ acc.append(value) or acc | length }}", "b": "{{ acc | length }}"}, ("t",))
+    rows = [{"value": 1}, {"value": 2}]
+    rendered = list(tree.render_each(Renderer({"acc": []}), lambda *_: pytest.fail("no failure"), rows))
+    assert rendered == [{"a": 1, "b": 1}, {"a": 2, "b": 2}]
+
+
+def test_no_rows_render_nothing_and_use_no_variable() -> None:
+    renderer = Renderer({"only_in_task": 1})
+    tree = TreeTemplate({"id": "p{{ only_in_task }}-{{ value }}"}, ("t",))
+    assert list(tree.render_each(renderer, lambda *_: pytest.fail("no failure"), [])) == []
+    assert renderer.used == set()
