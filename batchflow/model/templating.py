@@ -508,7 +508,7 @@ class TreeTemplate:
         """Each string's values for ``rows``, in the order of :attr:`_leaves`; None when any string fails,
         calls anything, or the rows do not all have the same names."""
         names = rows[0].keys()
-        if any(row.keys() != names for row in rows):
+        if not all(map(names.__eq__, map(dict.keys, rows))):
             return None
         try:
             compiled = [renderer._compile(text) for _, text in self._leaves]
