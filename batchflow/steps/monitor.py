@@ -8,11 +8,14 @@ clock never matters). Tasks that share that latest timestamp come back once
 more and are dropped as already known; only transitions reach the journal.
 On Azure, polls come every ``monitor.poll_interval``. Locally, where a poll
 costs a few milliseconds, they come every ``LOCAL_POLL_SECONDS`` while the
-counts move, every ``LOCAL_TAIL_POLL_SECONDS`` once no task is left waiting
-(so that the end is noticed within that time), and twice as far apart after
-each poll that saw no change, up to ``LOCAL_IDLE_POLL_SECONDS``, so that
-watching long tasks costs next to nothing; listings wait
-``LOCAL_LISTING_SECONDS`` for each other, except the one at the end.
+counts move, every ``LOCAL_TAIL_POLL_SECONDS`` near the end (so that the end
+is noticed within that time), and twice as far apart after each poll that saw
+no change, up to ``LOCAL_IDLE_POLL_SECONDS``, so that watching long tasks costs
+next to nothing; listings wait ``LOCAL_LISTING_SECONDS`` for each other until
+the end is near, and from then on follow every change of the count, so that the
+listing at the end holds the last few tasks, not the last second's worth. The
+end is near once no task waits, or once the tasks left would complete within a
+listing's wait at the pace of the last two polls.
 
 A listing can lag behind the counts, so a task may turn up with a time older
 than one already seen. The monitor counts the completed tasks it has listed:
@@ -180,6 +183,8 @@ def run(ctx: RunContext) -> dict[str, Any]:
     known_completed = -1
     next_listing = 0.0
     polls = 0
+    pace = 0.0  # tasks completing per second, between the last two polls
+    before: tuple[float, int] | None = None  # the last poll's time and completed count
     progress = ctx.report.progress("tasks", total, "task")
     next_pool_check = time.monotonic() + POOL_CHECK_SECONDS
     try:
@@ -188,13 +193,17 @@ def run(ctx: RunContext) -> dict[str, Any]:
             counts = ctx.batch.task_counts(job_id)
             polls += 1
             now = (counts.active, counts.running, counts.completed)
+            if before is not None and polled > before[0]:
+                pace = max(0, counts.completed - before[1]) / (polled - before[0])
+            before = (polled, counts.completed)
+            near_end = counts.active == 0 or counts.active + counts.running <= pace * listing_gap
             if now != seen:
-                wait = tail if counts.active == 0 else fastest
+                wait = tail if near_end else fastest
             else:
                 wait = min(wait * 2, slowest)
             seen = now
             finished = counts.completed >= in_job and counts.active == 0 and counts.running == 0
-            if counts.completed != known_completed and (finished or time.monotonic() >= next_listing):
+            if counts.completed != known_completed and (finished or near_end or time.monotonic() >= next_listing):
                 listing.catch_up(counts.completed)
                 known_completed = counts.completed
                 next_listing = time.monotonic() + listing_gap
