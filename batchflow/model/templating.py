@@ -486,8 +486,8 @@ class TreeTemplate:
     def render_each(
         self, renderer: Renderer, on_error: Callable[[Path, str], None], rows: list[dict[str, Any]]
     ) -> Iterator[Any]:
-        """The tree rendered once for each of ``rows`` (the variables that row adds to the renderer's, with
-        the same names in every row: a sweep's ``value``, ``index`` and ``count``).
+        """The tree rendered once for each of ``rows``: the variables that row adds to the renderer's (a
+        sweep's ``value``, ``index`` and ``count``; rows with other names are rendered one by one).
 
         Each string is rendered for all rows at once (see :func:`_column`). When one fails for any
         row, the rows are rendered one by one instead, each string with Jinja, and every failure is
@@ -532,12 +532,13 @@ class TreeTemplate:
     ) -> Iterator[Any]:
         """The tree rendered for each row in turn, each string with Jinja, each failure reported (the
         string kept as it was). Rows with the same names share one context, its variables updated in place."""
-        context, names = renderer.context(), None
+        context: Context | None = None
+        names: Any = None
         for row in rows:
-            if row.keys() == names:
-                context.parent.update(row)
-            else:
+            if context is None or row.keys() != names:
                 context, names = renderer.context(row), row.keys()
+            else:
+                context.parent.update(row)
             values = []
             for here, text in self._leaves:
                 try:
