@@ -360,9 +360,10 @@ def _as_is(field: str) -> _Part:
     return lambda values, _: {field: values}
 
 
-def _each(field: str, convert: Callable[[Any], Any], empty: tuple[()]) -> _Part:
-    """The part for a key whose value, when given and not empty, ``convert`` makes the field's value."""
-    return lambda values, _: {field: [convert(value) if value else empty for value in values]}
+def _each(field: str, convert: Callable[[Any], Any]) -> _Part:
+    """The part for a key whose value, when given and not empty, ``convert`` makes the field's value
+    (else the field is an empty tuple)."""
+    return lambda values, _: {field: [convert(value) if value else () for value in values]}
 
 
 def _resource_files(value: list[dict[str, Any]]) -> tuple[spec.ResourceFile, ...]:
@@ -424,9 +425,9 @@ _TASK_PARTS: dict[str, _Part] = {
     "id": _as_is("id"),
     "command": _as_is("command"),
     "display_name": _as_is("display_name"),
-    "resource_files": _each("resource_files", _resource_files, ()),
-    "output_files": _each("output_files", _output_files, ()),
-    "container_urls": _each("container_urls", _container_urls, ()),
+    "resource_files": _each("resource_files", _resource_files),
+    "output_files": _each("output_files", _output_files),
+    "container_urls": _each("container_urls", _container_urls),
     "environment": lambda values, _: {"environment": [_environment(value) for value in values]},
     "constraints": _constraints,
     "retries": _as_is("retries"),

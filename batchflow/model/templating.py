@@ -112,11 +112,12 @@ class _Compiled:
     #: sees, so a tree holding one is rendered a row at a time, its strings in order.
     calls: bool = False
 
-    def column(self, rows: _Rows, env: SandboxedEnvironment) -> _Column:
-        """The string rendered for each of ``rows``: a column at a time where it can be, else by Jinja row by row."""
+    def column(self, rows: _Rows, new_context: Callable[[], Context]) -> _Column:
+        """The string rendered for each of ``rows``: a column at a time where it can be, else by Jinja row by
+        row, in a context from ``new_context`` (with the variables the rows share)."""
         if self.by_column is not None:
             return self.by_column(rows)
-        return _row_by_row(self.run, env, rows)
+        return _row_by_row(self.run, new_context(), rows)
 
     def run(self, context: Context) -> Any:
         """Render against ``context`` with Jinja; what the template set at its top level is cleared afterwards.
@@ -322,10 +323,9 @@ def _column_expression(node: nodes.Node, env: SandboxedEnvironment) -> Callable[
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 
-def _row_by_row(run: Callable[[Context], Any], env: SandboxedEnvironment, rows: _Rows) -> list[Any]:
-    """``run`` once per row, in one context whose variables are updated in place: making a context
+def _row_by_row(run: Callable[[Context], Any], context: Context, rows: _Rows) -> list[Any]:
+    """``run`` once per row, in ``context`` with each row's variables updated in place: making a context
     per row cost as much as rendering a short template."""
-    context = env.context_class(env, dict(rows.shared), None, {})
     update = context.parent.update
     values = []
     for own in rows.own:
@@ -521,7 +521,7 @@ class TreeTemplate:
         try:
             for entry in compiled:
                 renderer.used |= entry.names
-                column = entry.column(together, renderer.env)
+                column = entry.column(together, renderer.context)
                 columns.append([column.value] * len(rows) if isinstance(column, _Same) else column)
         except Exception:  # found again, and reported, row by row
             return None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-from collections.abc import Callable
 from dataclasses import is_dataclass
 from itertools import repeat
 from pathlib import Path
@@ -188,10 +187,10 @@ def _value_json(value: Any) -> str:
         return "null"
     if kind is tuple:
         return "[" + ",".join(map(_value_json, value)) + "]"
-    layout = _SPEC_LAYOUTS.get(kind)
-    if layout is not None:
-        text, values_of = layout
-        return text % tuple(map(_value_json, values_of(value.__dict__)))
+    keys = _SPEC_KEYS.get(kind)
+    if keys:
+        attributes = value.__dict__
+        return "{" + ",".join([key + _value_json(attributes[name]) for name, key in keys]) + "}"
     return _json(value)
 
 
@@ -201,17 +200,3 @@ _SPEC_KEYS = {
     for kind in vars(spec).values()
     if isinstance(kind, type) and is_dataclass(kind)
 }
-
-
-def _layout(keys: list[tuple[str, str]]) -> tuple[str, Callable[[dict[str, Any]], Any]]:
-    """A dataclass's JSON with ``%s`` where each value goes, and what takes the values from its attributes."""
-    names = [name for name, _ in keys]
-    text = "{" + ",".join(key.replace("%", "%%") + "%s" for _, key in keys) + "}"
-    if len(names) == 1:
-        (only,) = names
-        return text, lambda attributes: (attributes[only],)
-    return text, operator.itemgetter(*names)
-
-
-#: For each dataclass of ``spec`` with fields, its :func:`_layout`.
-_SPEC_LAYOUTS = {kind: _layout(keys) for kind, keys in _SPEC_KEYS.items() if keys}

@@ -26,7 +26,7 @@ import re
 from typing import Any
 
 from batchflow.longlived import collector_paused
-from batchflow.model.spec import Task, Workflow, copier
+from batchflow.model.spec import ContainerUrl, DeclaredOutput, OutputFile, ResourceFile, Task, Workflow, copier
 
 CONTAINER_MAX = 63
 ID_MAX = 64
@@ -53,15 +53,16 @@ def job_id(declared: str, run: str) -> str:
     return _shorten(f"{declared}-{slug}", ID_MAX, f"{declared}\0{run}")
 
 
+_copy_with_container = {
+    kind: copier(kind, ("container",)) for kind in (ResourceFile, OutputFile, ContainerUrl, DeclaredOutput)
+}
+
+
 def _with_container(item: Any, names: dict[str, str]) -> Any:
     """A resource file, output file, container URL or declared output, with its container renamed."""
     if item.container is None:  # a resource file from a URL
         return item
-    copy = object.__new__(type(item))
-    attributes = copy.__dict__
-    attributes.update(item.__dict__)
-    attributes["container"] = names[item.container]
-    return copy
+    return _copy_with_container[type(item)](item, {"container": names[item.container]})
 
 
 #: The fields of a task that name containers: each holds a tuple of items with a ``container``.
