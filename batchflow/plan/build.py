@@ -82,6 +82,9 @@ def describe(
 ) -> list[PlannedStep]:
     """The nine steps of ``workflow``, in order, with everything concrete filled in.
 
+    Of the tasks, only the first :data:`SHOWN_TASKS` are read in full; the others only by id
+    (``plan`` renames just the tasks it shows for the run, and relies on that).
+
     :param declared: physical container name -> the name the file declares, shown beside it.
     :param cached: task id -> the earlier run whose outputs it would reuse instead of running.
     """
