@@ -1,9 +1,13 @@
-"""The collector pause that loading, fingerprinting and renaming build under (batchflow.longlived)."""
+"""The collector pause that loading, fingerprinting and renaming build under (batchflow.longlived), and the
+command line's freezing of what it loaded."""
 
 from __future__ import annotations
 
+import argparse
 import gc
+from pathlib import Path
 
+from batchflow.cli.workflow import load
 from batchflow.longlived import collector_paused
 
 
@@ -25,3 +29,47 @@ def test_a_collector_that_was_off_stays_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+SWEEP = """\
+name: sweep
+pool:
+  id: sweep-pool
+  vm_size: standard_d2s_v3
+  image: {publisher: canonical, offer: ubuntu-24_04-lts, sku: server, node_agent_sku: batch.node.ubuntu 24.04}
+  nodes: {dedicated: 1}
+job:
+  id: sweep-job
+tasks:
+  for_each:
+    range: {from: 1, to: 2000}
+  template:
+    id: t{{ value }}
+    command: echo {{ value }}
+"""
+
+
+def test_the_command_line_freezes_a_loaded_sweep_without_the_collector_walking_it(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SWEEP)
+    args = argparse.Namespace(file=path, assignments=[], vars_files=[], output="json")
+    collections: list[int] = []
+
+    def started(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.collect()  # no collection due as loading starts
+    frozen = gc.get_freeze_count()
+    gc.callbacks.append(started)
+    try:
+        result = load(args)
+    finally:
+        gc.callbacks.remove(started)
+    try:
+        assert len(result.workflow.tasks) == 2000
+        assert collections == [], "a collection walked the objects loading made"
+        assert gc.get_freeze_count() - frozen > 2000, "the loaded tasks are left for the collector to walk"
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from batchflow.cli import views
+from batchflow.longlived import collector_paused
 from batchflow.model.load import LoadResult, load_workflow
 from batchflow.model.spec import copy_with
 from batchflow.plan.build import SHOWN_TASKS, describe
@@ -39,10 +40,12 @@ def add_workflow_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load(args: argparse.Namespace) -> LoadResult:
     """Load the workflow named on the command line and print its warnings."""
-    result = load_workflow(args.file, assignments=args.assignments, vars_files=args.vars_files)
     # The workflow lives as long as the command: out of the garbage collector's sight, a sweep's
-    # million objects are not walked again by every later collection and once more at exit.
-    gc.freeze()
+    # million objects are not walked again by every later collection and once more at exit. Frozen
+    # before the collector resumes, they are not walked at all (resuming it would walk them once).
+    with collector_paused():
+        result = load_workflow(args.file, assignments=args.assignments, vars_files=args.vars_files)
+        gc.freeze()
     if result.warnings and args.output == "text":
         views.print_diagnostics(result.warnings, file=sys.stderr)
     return result
