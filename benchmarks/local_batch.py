@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -181,6 +182,7 @@ def main() -> int:
     finally:
         process.terminate()
         process.wait(30)
+        shutil.rmtree(home, ignore_errors=True)  # its state and 100,000 tasks' folders: on tmpfs, memory
     large, small = args.large, args.large // 10
     add_ratio = figures["add_large_s"] / figures["add_small_s"]
     overhead = figures["per_task_many_queued_s"] - figures["process_start_s"]
@@ -189,7 +191,7 @@ def main() -> int:
         print(json.dumps({"large": large, "small": small, **figures}, indent=2))
         return 0
     ms = 1000
-    print(f"local Batch service, {os.cpu_count()} CPUs, state and node folders under {home}")
+    print(f"local Batch service, {os.cpu_count()} CPUs, state and node folders under {home} (now removed)")
     print(f"creating one task's folders and files here: {figures['task_folder_s'] * ms:.2f} ms")
     print(
         f"add {small:,} tasks: {figures['add_small_s']:.2f} s; add {large:,}: {figures['add_large_s']:.2f} s "
