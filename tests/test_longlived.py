@@ -9,6 +9,7 @@ from pathlib import Path
 
 from batchflow.cli.workflow import load
 from batchflow.longlived import collector_paused
+from tests.support.project import sweep
 
 
 def test_the_collector_is_paused_inside_and_resumed_after() -> None:
@@ -31,27 +32,9 @@ def test_a_collector_that_was_off_stays_off() -> None:
         gc.enable()
 
 
-SWEEP = """\
-name: sweep
-pool:
-  id: sweep-pool
-  vm_size: standard_d2s_v3
-  image: {publisher: canonical, offer: ubuntu-24_04-lts, sku: server, node_agent_sku: batch.node.ubuntu 24.04}
-  nodes: {dedicated: 1}
-job:
-  id: sweep-job
-tasks:
-  for_each:
-    range: {from: 1, to: 2000}
-  template:
-    id: t{{ value }}
-    command: echo {{ value }}
-"""
-
-
 def test_the_command_line_freezes_a_loaded_sweep_without_the_collector_walking_it(tmp_path: Path) -> None:
     path = tmp_path / "sweep.yaml"
-    path.write_text(SWEEP)
+    path.write_text(sweep("    id: t{{ value }}\n    command: echo {{ value }}\n", 2000))
     args = argparse.Namespace(file=path, assignments=[], vars_files=[], output="json")
     collections: list[int] = []
 

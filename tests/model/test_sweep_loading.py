@@ -25,29 +25,7 @@ from batchflow.model.load import load_workflow
 from batchflow.model.spec import Workflow, format_duration
 from batchflow.runner import naming
 from batchflow.runner.identity import IGNORED, fingerprint
-
-HEAD = """\
-name: sweep
-vars:
-  scale: 2
-containers:
-  - name: output
-  - name: results
-download:
-  container: output
-  destination: out
-pool:
-  id: sweep-pool
-  vm_size: standard_d2s_v3
-  image: {publisher: canonical, offer: ubuntu-24_04-lts, sku: server, node_agent_sku: batch.node.ubuntu 24.04}
-  nodes: {dedicated: 2}
-job:
-  id: sweep-job
-tasks:
-  for_each:
-    range: {from: 0, to: COUNT}
-  template:
-"""
+from tests.support.project import sweep
 
 #: Task templates, each a few lines below ``template:``; BAD marks where one task goes wrong.
 TEMPLATES = {
@@ -107,7 +85,7 @@ TEMPLATES = {
 
 def write(folder: Path, template: str, count: int, bad: int) -> Path:
     path = folder / "sweep.yaml"
-    path.write_text(HEAD.replace("COUNT", str(count - 1)) + template.replace("BAD", str(bad)))
+    path.write_text(sweep(template.replace("BAD", str(bad)), count))
     return path
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from batchflow.model.load import load_workflow
-from tests.support.project import REPO, Project
+from tests.support.project import REPO, Project, sweep
 from tests.support.wordcount import expected_output, expected_top_words
 
 WORKFLOWS = REPO / "workflows"
@@ -103,21 +103,8 @@ def test_plan_text_shows_each_step(project: Project) -> None:
     assert "topNtask0 [run]: /bin/bash -c" in result.out
 
 
-SWEEP = """\
-name: sweep
-containers:
-  - name: results
-pool:
-  id: sweep-pool
-  vm_size: standard_d2s_v3
-  image: {publisher: canonical, offer: ubuntu-24_04-lts, sku: server, node_agent_sku: batch.node.ubuntu 24.04}
-  nodes: {dedicated: 2}
-job:
-  id: sweep-job
-tasks:
-  for_each:
-    range: {from: 1, to: 40}
-  template:
+#: The task template of the plan test's 40-task sweep.
+PLANNED = """\
     id: point-{{ value }}
     command: echo {{ value }} > out.txt
     output_files:
@@ -130,18 +117,18 @@ tasks:
 def test_plan_of_a_sweep_shows_its_first_tasks_with_the_runs_containers_and_counts_the_rest(
     project: Project,
 ) -> None:
-    path = project.write(SWEEP)
+    path = project.write(sweep(PLANNED, 40))
     text = project.run("plan", "--offline", str(path))
     assert text.code == 0, text.err
     plan = json.loads(project.run("plan", "--offline", "--output", "json", str(path)).out)
-    (container,) = plan["steps"][0]["containers"]
-    assert container.startswith("results-sweep-") and plan["steps"][0]["declared_as"] == {container: "results"}
+    (container,) = [name for name, logical in plan["steps"][0]["declared_as"].items() if logical == "results"]
+    assert container.startswith("results-sweep-")
     shown = [line.strip() for line in text.out.splitlines() if line.strip().startswith("output out.txt")]
-    assert shown == [f"output out.txt -> {container}/point-{n}.txt (on success, write SAS)" for n in (1, 2, 3)]
-    assert "point-23 [run]" in text.out and "point-24" not in text.out and "... and 17 more" in text.out
+    assert shown == [f"output out.txt -> {container}/point-{n}.txt (on success, write SAS)" for n in (0, 1, 2)]
+    assert "point-22 [run]" in text.out and "point-23" not in text.out and "... and 17 more" in text.out
     tasks = plan["steps"][4]
     assert (tasks["count"], tasks["run"]) == (40, 40)
-    assert [t["id"] for t in tasks["first"]] == ["point-1", "point-2", "point-3"]
+    assert [t["id"] for t in tasks["first"]] == ["point-0", "point-1", "point-2"]
 
 
 def test_templated_rerun_with_new_inputs(project: Project) -> None:

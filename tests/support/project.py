@@ -44,6 +44,37 @@ monitor:
 """
 
 
+#: The head of a sweep: two containers (``output`` is downloaded), a pool of two nodes and a job; its tasks
+#: are ``range`` 0 to COUNT, and the task template follows ``template:`` (see :func:`sweep`).
+SWEEP_HEAD = """\
+name: sweep
+vars:
+  scale: 2
+containers:
+  - name: output
+  - name: results
+download:
+  container: output
+  destination: out
+pool:
+  id: sweep-pool
+  vm_size: standard_d2s_v3
+  image: {publisher: canonical, offer: ubuntu-24_04-lts, sku: server, node_agent_sku: batch.node.ubuntu 24.04}
+  nodes: {dedicated: 2}
+job:
+  id: sweep-job
+tasks:
+  for_each:
+    range: {from: 0, to: COUNT}
+  template:
+"""
+
+
+def sweep(template: str, count: int) -> str:
+    """A workflow of ``count`` tasks (``value`` 0 to count - 1) from ``template``, indented below ``template:``."""
+    return SWEEP_HEAD.replace("COUNT", str(count - 1)) + template
+
+
 def edit(base: str, replace: dict[int, str] | None = None, append: str = "") -> str:
     """``base`` with lines replaced by number (1-based; a replacement may span lines) and text appended."""
     lines = base.splitlines()
